@@ -1,0 +1,58 @@
+"""unlearnkit: machine unlearning for PyTorch classifiers, measured against retraining.
+
+>>> import unlearnkit as uk
+>>> bundle = uk.datasets.load("digits")
+>>> task = uk.forget_task(bundle, scenario="random", fraction=0.1, seed=0)
+>>> model = uk.train(uk.models.build("mlp", bundle), bundle.train, uk.TrainRecipe(epochs=5))
+>>> new = uk.unlearn(model, task, method="finetune", seed=0)
+"""
+
+from __future__ import annotations
+
+from . import datasets, methods, models
+from .api import UnlearnOutcome, run_unlearning, unlearn
+from .errors import (
+    AccessError,
+    ConfigError,
+    DataError,
+    DegenerateScoresError,
+    UnlearnKitError,
+)
+from .methods import describe_method, get_method, list_methods, register_method
+from .tasks import ForgetTask, forget_task
+from .training import TrainRecipe, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessError",
+    "ConfigError",
+    "DataError",
+    "DegenerateScoresError",
+    "ForgetTask",
+    "TrainRecipe",
+    "UnlearnKitError",
+    "UnlearnOutcome",
+    "__version__",
+    "datasets",
+    "describe_method",
+    "evaluate",
+    "forget_task",
+    "get_method",
+    "list_methods",
+    "methods",
+    "models",
+    "register_method",
+    "run_unlearning",
+    "train",
+    "unlearn",
+]
+
+
+def __getattr__(name: str):
+    # evaluate() pulls in scikit-learn; import it lazily so `import unlearnkit` stays fast.
+    if name == "evaluate":
+        from .metrics.suite import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'unlearnkit' has no attribute {name!r}")

@@ -1,0 +1,296 @@
+"""The front doors: :func:`unlearn` (and :func:`run_unlearning`) and :func:`evaluate`."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import DataViews
+from .errors import AccessError, ConfigError
+from .methods import BaseConfig, MethodResult, RunContext, get_method
+from .models import reinit_factory
+from .tasks import ForgetTask
+from .training import TrainRecipe
+
+__all__ = ["UnlearnOutcome", "build_views", "run_unlearning", "unlearn"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UnlearnOutcome:
+    """The unlearned model and the record of the run.
+
+    Attributes:
+        model: theta_u, in eval mode.
+        method: canonical method name.
+        config: the resolved config (every field).
+        access: the method's access level.
+        seed: the unlearning seed.
+        rte_seconds: wall-clock time of the method call alone (no evaluation).
+        diverged: the run hit a non-finite loss or weights; the last finite state was kept.
+        steps: optimizer updates made through the guard.
+        info: the method's diagnostics.
+    """
+
+    model: nn.Module
+    method: str
+    config: BaseConfig
+    access: str
+    seed: int
+    rte_seconds: float
+    diverged: bool = False
+    steps: int = 0
+    stop_reason: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able summary (stored with benchmark results)."""
+        return {
+            "method": self.method,
+            "config": self.config.to_dict(),
+            "access": self.access,
+            "seed": self.seed,
+            "rte_seconds": self.rte_seconds,
+            "diverged": self.diverged,
+            "steps": self.steps,
+            "stop_reason": self.stop_reason,
+            "info": {k: v for k, v in self.info.items() if _jsonable(v)},
+        }
+
+
+def _jsonable(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool, type(None), list, tuple, dict))
+
+
+def build_views(spec_access: Any, task: ForgetTask, method: str) -> DataViews:
+    """The data a method's access level grants, and nothing else.
+
+    Raises:
+        AccessError: the method needs data the task does not have (no retain set, no val).
+    """
+    acc = spec_access
+    forget = task.forget if acc.uses_forget else None
+    if forget is not None and not acc.forget_labels:
+        forget = forget.without_labels()
+    retain = train_full = None
+    if acc.level != "forget_only" and (acc.uses_retain or acc.level == "full_train"):
+        retain = task.retain
+        if retain is None:
+            raise AccessError(
+                f"method {method!r} ({acc.level}) needs the retain set, but this task has none "
+                "(a forget-only request); use a forget_only method such as 'jit', or build the "
+                "task with its retain data"
+            )
+        if not acc.retain_labels:
+            retain = retain.without_labels()
+    if acc.level == "full_train":
+        train_full = task.train_full
+    val = None
+    if acc.needs_val:
+        val = task.val
+        if val is None:
+            raise AccessError(f"method {method!r} needs a validation split; the dataset has none")
+    return DataViews(forget=forget, retain=retain, val=val, train_full=train_full)
+
+
+def _hook_state(model: nn.Module) -> dict[int, tuple[set, set, set, set]]:
+    return {
+        id(m): (
+            set(m._forward_hooks), set(m._forward_pre_hooks),
+            set(m._backward_hooks), set(getattr(m, "_backward_pre_hooks", {})),
+        )
+        for m in model.modules()
+    }
+
+
+def _remove_new_hooks(model: nn.Module, before: dict[int, tuple[set, set, set, set]]) -> int:
+    removed = 0
+    for m in model.modules():
+        old = before.get(id(m), (set(), set(), set(), set()))
+        for store, keep in zip(
+            (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks,
+             getattr(m, "_backward_pre_hooks", {})),
+            old,
+        ):
+            for key in [k for k in store if k not in keep]:
+                del store[key]
+                removed += 1
+    return removed
+
+
+def run_unlearning(
+    model: nn.Module,
+    task: ForgetTask,
+    method: str = "finetune",
+    config: BaseConfig | dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    preset: str | None = None,
+    device: torch.device | str | None = None,
+    inplace: bool = False,
+    recipe: TrainRecipe | None = None,
+    model_factory: Callable[[int], nn.Module] | None = None,
+    cache: dict[str, Any] | None = None,
+    time_budget_s: float | None = None,
+    feature_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    snapshot_every: int = 1,
+) -> UnlearnOutcome:
+    """Run one unlearning method and return the model with the record of the run.
+
+    Same arguments as :func:`unlearn`, which returns only the model.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    if not isinstance(task, ForgetTask):
+        raise ConfigError("task must come from unlearnkit.forget_task(...)")
+    spec = get_method(method)
+    cfg = spec.make_config(config, preset=preset, scenario=task.scenario)
+    if task.scenario not in spec.access.scenarios:
+        raise ConfigError(
+            f"method {spec.name!r} does not support scenario {task.scenario!r} "
+            f"(supported: {', '.join(spec.access.scenarios)})"
+        )
+    views = build_views(spec.access, task, spec.name)
+    if spec.access.needs_recipe and recipe is None:
+        raise AccessError(
+            f"method {spec.name!r} needs the original training recipe: pass recipe=TrainRecipe(...)"
+        )
+    if spec.access.needs_model_factory and model_factory is None:
+        model_factory = reinit_factory(model)  # raises ConfigError if the model cannot be reset
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    work = model if inplace else copy.deepcopy(model)
+    work.to(dev)
+    original = copy.deepcopy(model).to(dev).eval()
+    for p in original.parameters():
+        p.requires_grad_(False)
+    grad_flags = {name: p.requires_grad for name, p in work.named_parameters()}
+    hooks_before = _hook_state(work)
+    bundle = task.bundle
+    ctx = RunContext(
+        model=work,
+        device=dev,
+        generator=torch.Generator().manual_seed(seed),
+        seed=seed,
+        num_classes=bundle.num_classes,
+        input_shape=tuple(bundle.input_shape),
+        scenario=task.scenario,
+        image_shape=bundle.image_shape,
+        normalization=bundle.normalization,
+        forget_classes=task.forget_classes,
+        model_factory=model_factory,
+        train_recipe=recipe,
+        original_model=original,
+        cache=cache if cache is not None else {},
+        logger=logging.getLogger(f"unlearnkit.methods.{spec.name}"),
+        time_budget_s=time_budget_s,
+        feature_fn=feature_fn,
+        max_steps=cfg.max_steps,
+        max_grad_norm=cfg.max_grad_norm,
+        snapshot_every=snapshot_every,
+    )
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    try:
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            sync()
+            t0 = time.perf_counter()
+            out = spec.fn(work, views, cfg, ctx=ctx)
+            sync()
+            rte = time.perf_counter() - t0
+    finally:
+        # No hooks or requires_grad changes are left behind, even after an error.
+        _remove_new_hooks(work, hooks_before)
+        for name, p in work.named_parameters():
+            if name in grad_flags:
+                p.requires_grad_(grad_flags[name])
+    info = dict(ctx.info)
+    if isinstance(out, MethodResult):
+        info.update(out.info)
+        out = out.model
+    if not isinstance(out, nn.Module):
+        raise TypeError(f"method {spec.name!r} returned {type(out).__name__}, not an nn.Module")
+    if not all(bool(torch.isfinite(p).all()) for p in out.parameters()):
+        if out is work:
+            ctx.diverge("non-finite weights at the end of the run")
+        else:
+            raise ConfigError(f"method {spec.name!r} produced non-finite weights")
+    out.eval()
+    return UnlearnOutcome(
+        model=out,
+        method=spec.name,
+        config=cfg,
+        access=spec.access.level,
+        seed=seed,
+        rte_seconds=rte,
+        diverged=ctx.diverged,
+        steps=ctx.steps,
+        stop_reason=ctx.stop_reason,
+        info=info,
+    )
+
+
+def unlearn(
+    model: nn.Module,
+    task: ForgetTask,
+    method: str = "finetune",
+    config: BaseConfig | dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    preset: str | None = None,
+    device: torch.device | str | None = None,
+    inplace: bool = False,
+    recipe: TrainRecipe | None = None,
+    model_factory: Callable[[int], nn.Module] | None = None,
+    cache: dict[str, Any] | None = None,
+    time_budget_s: float | None = None,
+    feature_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+) -> nn.Module:
+    """Remove the influence of ``task``'s forget set from ``model`` and return the result.
+
+    The input model is copied (unless ``inplace=True``) and never modified; everything random is
+    seeded from ``seed`` (the caller's global RNG is left untouched); the method sees only the
+    data its access level grants; a non-finite loss or weights stop the run and the last finite
+    state is returned (logged as a warning; :func:`run_unlearning` returns the full record).
+
+    Args:
+        model: the trained model theta_o (any ``nn.Module`` classifier).
+        task: the forget task (``unlearnkit.forget_task``).
+        method: registered name or alias (``unlearnkit.list_methods()``).
+        config: a dict of overrides or the method's config object.
+        seed: the unlearning seed.
+        preset: a named bundle of reference hyperparameters.
+        device: where to run (default: the model's device).
+        inplace: modify ``model`` itself instead of a copy.
+        recipe: the original training recipe (Retrain needs it).
+        model_factory: ``seed -> fresh model`` (Retrain, Bad Teacher); default: a recursive
+            re-initialisation of a copy of ``model``.
+        cache: precomputed statistics shared between calls (e.g. SSD importances).
+        time_budget_s: stop updating after this many seconds.
+        feature_fn: penultimate-feature extractor ``(model, x) -> features``.
+
+    Returns:
+        The unlearned model, in eval mode.
+
+    Raises:
+        ConfigError: unknown method, bad config key or value, unsupported scenario.
+        AccessError: the method needs data the task lacks (e.g. a retain set).
+
+    Example:
+        >>> new = uk.unlearn(model, task, method="finetune", config={"epochs": 2}, seed=0)
+    """
+    outcome = run_unlearning(
+        model, task, method, config, seed=seed, preset=preset, device=device, inplace=inplace,
+        recipe=recipe, model_factory=model_factory, cache=cache, time_budget_s=time_budget_s,
+        feature_fn=feature_fn,
+    )
+    if outcome.diverged:
+        log.warning("%s diverged: %s", outcome.method, outcome.info.get("diverged_reason"))
+    return outcome.model

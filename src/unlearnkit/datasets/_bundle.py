@@ -1,0 +1,194 @@
+"""The dataset bundle: train/val/test tensors with the metadata methods and metrics need."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+__all__ = ["DatasetBundle", "Normalization", "Split", "stratified_split", "tensor_digest"]
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """The map from raw inputs to model inputs (METHODS.md section 0.4).
+
+    ``model_input = ((raw - lo) / (hi - lo) - mean) / std`` per channel (or per feature), where
+    ``(lo, hi) = raw_range``. ``mean``/``std`` of ``None`` mean 0 and 1.
+
+    Args:
+        raw_range: the range of raw values, e.g. ``(0, 255)`` or ``(0, 16)``.
+        mean: per-channel mean on the [0, 1] scale, or ``None``.
+        std: per-channel std on the [0, 1] scale, or ``None``.
+        quantized: whether raw values are integers.
+    """
+
+    raw_range: tuple[float, float] = (0.0, 1.0)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    quantized: bool = False
+
+    def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = [1] * x.dim()
+        if x.dim() >= 2:
+            shape[1] = -1  # channels (images) or features (vectors)
+        mean = torch.tensor(self.mean if self.mean is not None else (0.0,), dtype=x.dtype)
+        std = torch.tensor(self.std if self.std is not None else (1.0,), dtype=x.dtype)
+        if mean.numel() > 1 and x.dim() >= 2:
+            mean, std = mean.view(shape), std.view(shape)
+        return mean, std
+
+    def to_model(self, raw: torch.Tensor) -> torch.Tensor:
+        """Map raw inputs to model inputs."""
+        lo, hi = self.raw_range
+        unit = (raw.to(torch.float32) - lo) / (hi - lo)
+        mean, std = self._affine(unit)
+        return (unit - mean) / std
+
+    def to_raw(self, x: torch.Tensor, *, round_: bool | None = None) -> torch.Tensor:
+        """Map model inputs back to raw values (rounded when the data are quantized)."""
+        lo, hi = self.raw_range
+        mean, std = self._affine(x)
+        raw = (x * std + mean) * (hi - lo) + lo
+        if self.quantized if round_ is None else round_:
+            raw = torch.round(raw).clamp(lo, hi)
+        return raw
+
+    def model_range(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the (lo, hi) of valid model inputs, broadcastable against ``like``."""
+        lo_raw = torch.full_like(like[:1], self.raw_range[0])
+        hi_raw = torch.full_like(like[:1], self.raw_range[1])
+        return self.to_model(lo_raw), self.to_model(hi_raw)
+
+
+@dataclass
+class Split:
+    """One split of a dataset: model-ready inputs ``x`` (float32) and integer labels ``y``."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0]:
+            raise DataError(
+                f"inputs and labels differ in length ({self.x.shape[0]} vs {self.y.shape[0]})"
+            )
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, idx: np.ndarray | torch.Tensor) -> Split:
+        idx_t = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        return Split(self.x[idx_t], self.y[idx_t])
+
+
+def tensor_digest(*tensors: torch.Tensor | np.ndarray, extra: Any = None) -> str:
+    """Return a short, stable content hash of arrays (and an optional JSON-able extra)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        a = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    if extra is not None:
+        h.update(repr(extra).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class DatasetBundle:
+    """Everything a benchmark needs to know about one dataset.
+
+    Attributes:
+        name: dataset name (``"digits"``, ``"synthetic"``, or a user's).
+        train, val, test: the splits; ``val`` may be ``None``.
+        num_classes: K.
+        input_shape: shape of one model input, e.g. ``(1, 8, 8)`` or ``(64,)``.
+        image_shape: ``(C, H, W)`` when inputs are (possibly flattened) images, else ``None``.
+        normalization: raw-to-model map, or ``None`` when raw inputs are model inputs.
+        split_info: how the splits were made (seed, fractions, sizes); stored with every result.
+        augment: optional training-time augmentation ``fn(x, generator) -> x``.
+        flip_invariant: whether horizontal flips preserve labels (LiRA query augmentation).
+    """
+
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, ...]
+    val: Split | None = None
+    image_shape: tuple[int, int, int] | None = None
+    normalization: Normalization | None = None
+    split_info: dict[str, Any] = field(default_factory=dict)
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    flip_invariant: bool = False
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for split_name in ("train", "val", "test"):
+            split = getattr(self, split_name)
+            if split is None:
+                continue
+            if tuple(split.x.shape[1:]) != tuple(self.input_shape):
+                raise DataError(
+                    f"{self.name}: {split_name} inputs have shape {tuple(split.x.shape[1:])}, "
+                    f"expected {tuple(self.input_shape)}"
+                )
+            if len(split) and (int(split.y.min()) < 0 or int(split.y.max()) >= self.num_classes):
+                raise DataError(
+                    f"{self.name}: {split_name} labels must lie in [0, {self.num_classes}); "
+                    f"found {int(split.y.min())}..{int(split.y.max())}"
+                )
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash of the data and the split (part of every cache and result key)."""
+        if self._fingerprint is None:
+            parts = [self.train.x, self.train.y, self.test.x, self.test.y]
+            if self.val is not None:
+                parts += [self.val.x, self.val.y]
+            self._fingerprint = tensor_digest(*parts, extra=(self.name, self.num_classes))
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary (name, sizes, shapes, split provenance, fingerprint)."""
+        return {
+            "name": self.name,
+            "n_train": len(self.train),
+            "n_val": len(self.val) if self.val is not None else 0,
+            "n_test": len(self.test),
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "image_shape": list(self.image_shape) if self.image_shape else None,
+            "split": dict(self.split_info),
+            "fingerprint": self.fingerprint,
+        }
+
+
+def stratified_split(
+    y: np.ndarray, fractions: dict[str, float], seed: int
+) -> dict[str, np.ndarray]:
+    """Split indices of ``y`` into named parts with the given fractions, stratified by label.
+
+    Within each class the indices are shuffled with ``seed`` and cut by rounding the cumulative
+    fractions, so every part keeps the class proportions (up to one sample per class).
+    """
+    if not np.isclose(sum(fractions.values()), 1.0):
+        raise DataError(f"split fractions must sum to 1, got {sum(fractions.values()):.3f}")
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in fractions}
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        bounds = np.round(np.cumsum([0.0, *fractions.values()]) * len(idx)).astype(int)
+        for k, lo, hi in zip(fractions, bounds[:-1], bounds[1:]):
+            parts[k].append(idx[lo:hi])
+    return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}

@@ -1,0 +1,172 @@
+"""A user's own data: NumPy/torch arrays, any torch ``Dataset``, or an ``.npz`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ._bundle import DatasetBundle, Normalization, Split
+
+__all__ = ["from_arrays", "from_npz", "from_torch"]
+
+
+def _as_x(a: Any, what: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
+    if t.dim() < 2:
+        raise DataError(f"{what} must have shape (n, ...) with at least 2 dimensions, got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.to(torch.float32)
+    t = t.to(torch.float32)
+    if not torch.isfinite(t).all():
+        raise DataError(f"{what} contains NaN or infinite values; clean the data first")
+    return t.contiguous()
+
+
+def _as_y(a: Any, what: str) -> torch.Tensor:
+    arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    if arr.ndim != 1:
+        raise DataError(f"{what} must be a 1-D array of class indices, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise DataError(f"{what} must hold integer class indices, found non-integer values")
+    elif arr.dtype.kind not in "iub":
+        raise DataError(f"{what} must hold integer class indices, got dtype {arr.dtype}")
+    return torch.as_tensor(arr.astype(np.int64))
+
+
+def from_arrays(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    *,
+    x_val: Any = None,
+    y_val: Any = None,
+    num_classes: int | None = None,
+    image_shape: tuple[int, int, int] | None = None,
+    normalization: Normalization | None = None,
+    name: str = "mydata",
+) -> DatasetBundle:
+    """Wrap a user's arrays (model-ready inputs and integer labels) as a dataset bundle.
+
+    Args:
+        x_train, y_train, x_test, y_test: inputs ``(n, ...)`` and labels ``(n,)``.
+        x_val, y_val: optional validation split (the only data model selection may read).
+        num_classes: K; inferred as ``max label + 1`` when omitted.
+        image_shape: ``(C, H, W)`` when vector inputs are flattened images (NatMU masks).
+        normalization: the raw-to-model map, if inputs are normalised.
+        name: a name recorded with results.
+
+    Raises:
+        DataError: mismatched lengths, non-integer or out-of-range labels, NaN inputs, empty
+            splits, or only one of ``x_val``/``y_val``.
+    """
+    if (x_val is None) != (y_val is None):
+        raise DataError("give both x_val and y_val, or neither")
+    splits = {"train": (x_train, y_train), "test": (x_test, y_test)}
+    if x_val is not None:
+        splits["val"] = (x_val, y_val)
+    made: dict[str, Split] = {}
+    for key, (xa, ya) in splits.items():
+        x, y = _as_x(xa, f"x_{key}"), _as_y(ya, f"y_{key}")
+        if x.shape[0] != y.shape[0]:
+            raise DataError(f"x_{key} has {x.shape[0]} rows but y_{key} has {y.shape[0]} labels")
+        if x.shape[0] == 0:
+            raise DataError(f"the {key} split is empty")
+        made[key] = Split(x, y)
+    shapes = {tuple(s.x.shape[1:]) for s in made.values()}
+    if len(shapes) != 1:
+        raise DataError(f"all splits must share one input shape, got {sorted(shapes)}")
+    max_label = max(int(s.y.max()) for s in made.values())
+    if num_classes is None:
+        num_classes = max_label + 1
+    if num_classes < 2:
+        raise DataError(f"need at least 2 classes, got {num_classes}")
+    input_shape = shapes.pop()
+    if image_shape is not None:
+        image_shape = tuple(int(v) for v in image_shape)  # type: ignore[assignment]
+        if len(image_shape) != 3 or int(np.prod(image_shape)) != int(np.prod(input_shape)):
+            raise DataError(
+                f"image_shape {image_shape} must be (C, H, W) with as many values as an input "
+                f"of shape {input_shape}"
+            )
+    elif len(input_shape) == 3:
+        image_shape = input_shape  # type: ignore[assignment]
+    return DatasetBundle(
+        name=name,
+        train=made["train"],
+        val=made.get("val"),
+        test=made["test"],
+        num_classes=int(num_classes),
+        input_shape=input_shape,
+        image_shape=image_shape,
+        normalization=normalization,
+        split_info={"source": "arrays", "sizes": {k: len(v) for k, v in made.items()}},
+    )
+
+
+def _materialise(ds: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        n = len(ds)
+    except TypeError as exc:
+        raise DataError(f"{what} must be a map-style torch Dataset with __len__") from exc
+    if n == 0:
+        raise DataError(f"{what} is empty")
+    xs, ys = [], []
+    for i in range(n):
+        item = ds[i]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise DataError(f"{what}[{i}] must be an (input, label) pair, got {type(item).__name__}")
+        xs.append(torch.as_tensor(item[0], dtype=torch.float32))
+        ys.append(int(item[1]))
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+
+
+def from_torch(
+    train_ds: Any,
+    test_ds: Any,
+    *,
+    num_classes: int,
+    val_ds: Any = None,
+    image_shape: tuple[int, int, int] | None = None,
+    normalization: Normalization | None = None,
+    name: str = "torch_dataset",
+) -> DatasetBundle:
+    """Wrap map-style torch ``Dataset`` objects that yield ``(input, label)`` pairs.
+
+    Items are read once, in index order, and kept in memory as tensors (the evaluation transform
+    of the dataset is what gets stored).
+    """
+    x_tr, y_tr = _materialise(train_ds, "train_ds")
+    x_te, y_te = _materialise(test_ds, "test_ds")
+    x_va = y_va = None
+    if val_ds is not None:
+        x_va, y_va = _materialise(val_ds, "val_ds")
+    return from_arrays(
+        x_tr, y_tr, x_te, y_te, x_val=x_va, y_val=y_va, num_classes=num_classes,
+        image_shape=image_shape, normalization=normalization, name=name,
+    )
+
+
+def from_npz(path: str | Path, *, name: str | None = None, **kwargs: Any) -> DatasetBundle:
+    """Load a bundle from an ``.npz`` file holding ``x_train, y_train, x_test, y_test``
+    (and optionally ``x_val, y_val``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"no such file: {p}; pass the path of an .npz file")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a data error
+        raise DataError(f"cannot read {p} as .npz: {exc}") from exc
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise DataError(f"{p} lacks arrays {missing}; it needs x_train, y_train, x_test, y_test")
+    return from_arrays(
+        arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+        x_val=arrays.get("x_val"), y_val=arrays.get("y_val"), name=name or p.stem, **kwargs,
+    )

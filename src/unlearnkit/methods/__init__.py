@@ -1,0 +1,36 @@
+"""Registered unlearning methods. Importing this package registers every built-in method."""
+
+from __future__ import annotations
+
+from . import finetune, gradient_ascent, retrain  # noqa: F401  (registration side effects)
+from ._registry import MethodSpec, describe_method, get_method, list_methods, register_method
+from .base import (
+    ACCESS_LEVELS,
+    AccessSpec,
+    BaseConfig,
+    Dist,
+    MethodResult,
+    RunContext,
+    choice,
+    int_range,
+    loguniform,
+    uniform,
+)
+
+__all__ = [
+    "ACCESS_LEVELS",
+    "AccessSpec",
+    "BaseConfig",
+    "Dist",
+    "MethodResult",
+    "MethodSpec",
+    "RunContext",
+    "choice",
+    "describe_method",
+    "get_method",
+    "int_range",
+    "list_methods",
+    "loguniform",
+    "register_method",
+    "uniform",
+]

@@ -1,0 +1,97 @@
+"""Shared epoch/step helpers for methods (optional: a method may write its own loop)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ..data import BatchLoader, cycle
+from ..optim import build_optimizer, build_scheduler
+from .base import BaseConfig, RunContext
+
+__all__ = [
+    "epochs",
+    "last_linear",
+    "make_optimizer",
+    "make_scheduler",
+    "paired_batches",
+    "penultimate_features",
+    "set_train_mode",
+    "steps",
+]
+
+
+def set_train_mode(model: nn.Module, *, freeze_bn_stats: bool = False) -> None:
+    """``model.train()``, with BatchNorm layers kept in eval mode when ``freeze_bn_stats``."""
+    model.train()
+    if freeze_bn_stats:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def make_optimizer(model: nn.Module, config: BaseConfig) -> torch.optim.Optimizer:
+    """A fresh optimizer over all trainable parameters, from ``config.optimizer``."""
+    return build_optimizer((p for p in model.parameters() if p.requires_grad), config.optimizer)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: BaseConfig, steps_per_epoch: int):
+    """The scheduler of ``config.scheduler`` over ``config.epochs`` (or their steps)."""
+    spec = config.scheduler
+    total = config.epochs * steps_per_epoch if spec.per_step else config.epochs
+    return build_scheduler(optimizer, spec, total)
+
+
+def epochs(ctx: RunContext, n: int) -> Iterator[int]:
+    """Yield epoch numbers ``0..n-1`` until the context stops."""
+    for e in range(n):
+        if not ctx.can_step():
+            return
+        yield e
+
+
+def steps(loader: BatchLoader, ctx: RunContext) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Yield the batches of one pass, stopping (before the forward pass) when the context does."""
+    for batch in loader:
+        if not ctx.can_step():
+            return
+        yield batch
+
+
+def paired_batches(driver: BatchLoader, other: BatchLoader, ctx: RunContext):
+    """One epoch over ``driver`` with ``other`` cycled (and re-shuffled on every new pass)."""
+    other_it = cycle(other)
+    for batch in driver:
+        if not ctx.can_step():
+            return
+        yield batch, next(other_it)
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The last ``nn.Linear`` module in registration order (the classifier head)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("the model has no nn.Linear head; pass feature_fn= to the front door")
+    return linears[-1]
+
+
+@contextlib.contextmanager
+def penultimate_features(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Capture the input of the last ``nn.Linear`` on every forward pass inside the block.
+
+    The captured tensors are detached. The hook is removed on exit, even after an error.
+    """
+    captured: list[torch.Tensor] = []
+    head = last_linear(model)
+
+    def hook(_mod: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        captured.append(inputs[0].detach().flatten(1))
+
+    handle = head.register_forward_pre_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()

@@ -1,0 +1,491 @@
+"""The method contract: configs, access levels, search spaces and the run context.
+
+Every method is a registered function ``fn(model, data, config, *, ctx) -> nn.Module`` with a
+frozen dataclass config (the single source of truth for hyperparameters, defaults and
+validation) and a declared :class:`AccessSpec`. The front door (:func:`unlearnkit.unlearn`)
+checks access, copies the model, seeds everything, times the call and guards against divergence
+through :meth:`RunContext.step`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import math
+import time
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..optim import OptimizerSpec, SchedulerSpec
+
+__all__ = [
+    "ACCESS_LEVELS",
+    "AccessSpec",
+    "BaseConfig",
+    "Dist",
+    "MethodResult",
+    "RunContext",
+    "choice",
+    "int_range",
+    "loguniform",
+    "uniform",
+]
+
+ACCESS_LEVELS = ("forget_only", "forget_and_retain", "full_train")
+AccessLevel = Literal["forget_only", "forget_and_retain", "full_train"]
+
+
+@dataclass(frozen=True)
+class AccessSpec:
+    """What data a method may read (METHODS.md section 0.3); the front door enforces it."""
+
+    level: AccessLevel
+    uses_forget: bool = True
+    uses_retain: bool = True
+    retain_fraction: float = 1.0
+    forget_labels: bool = True
+    retain_labels: bool = True
+    needs_val: bool = False
+    needs_recipe: bool = False
+    needs_model_factory: bool = False
+    scenarios: tuple[str, ...] = ("random", "class", "indices", "subclass")
+
+    def __post_init__(self) -> None:
+        if self.level not in ACCESS_LEVELS:
+            raise ValueError(f"access level must be one of {ACCESS_LEVELS}, got {self.level!r}")
+        if self.level == "forget_only" and self.uses_retain:
+            object.__setattr__(self, "uses_retain", False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Search spaces (METHODS.md section 0.7)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """One dimension of a search space: ``loguniform``, ``uniform``, ``int`` or ``choice``."""
+
+    kind: str
+    args: tuple[Any, ...]
+
+    def grid(self, n: int) -> list[Any]:
+        """``n`` representative values (log-spaced, linear, integer or all choices)."""
+        if self.kind == "choice":
+            return list(self.args)
+        lo, hi = self.args
+        if self.kind == "loguniform":
+            return [float(v) for v in np.geomspace(lo, hi, n)]
+        if self.kind == "uniform":
+            return [float(v) for v in np.linspace(lo, hi, n)]
+        return sorted({int(round(v)) for v in np.linspace(lo, hi, n)})
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        if self.kind == "choice":
+            return self.args[int(rng.integers(len(self.args)))]
+        lo, hi = self.args
+        if self.kind == "loguniform":
+            return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        if self.kind == "uniform":
+            return float(rng.uniform(lo, hi))
+        return int(rng.integers(lo, hi + 1))
+
+    def __str__(self) -> str:
+        name = "int" if self.kind == "int" else self.kind
+        if self.kind == "choice":
+            return f"choice({list(self.args)})"
+        return f"{name}({self.args[0]}, {self.args[1]})"
+
+
+def loguniform(a: float, b: float) -> Dist:
+    return Dist("loguniform", (a, b))
+
+
+def uniform(a: float, b: float) -> Dist:
+    return Dist("uniform", (a, b))
+
+
+def int_range(a: int, b: int) -> Dist:
+    return Dist("int", (a, b))
+
+
+def choice(values: Sequence[Any]) -> Dist:
+    return Dist("choice", tuple(values))
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+
+_OPT_SHORTCUTS = ("lr", "momentum", "weight_decay", "nesterov", "betas")
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    """Convert ``value`` to the annotated type ``hint`` or raise a ConfigError naming ``name``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, name)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{name}: {value!r} is not a valid {_type_name(hint)}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{name} must be one of {list(args)}, got {value!r}")
+    if origin in (tuple, Sequence) or hint is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        if args and args[-1] is Ellipsis:
+            return tuple(_coerce(v, args[0], name) for v in value)
+        if args:
+            if len(args) != len(value):
+                raise ConfigError(f"{name} must have {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, name) for v, a in zip(value, args))
+        return tuple(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, dict):
+            return _build_dataclass(hint, value, prefix=f"{name}.")
+        raise ConfigError(f"{name} must be a mapping of {hint.__name__} fields, got {value!r}")
+    return value
+
+
+def _build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, val in values.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown config key {prefix}{key!r} for {cls.__name__}{hint} "
+                f"(valid keys: {', '.join(names)})"
+            )
+        kwargs[key] = _coerce(val, hints[key], prefix + key)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {cls.__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """Fields shared by every method config (METHODS.md section 0.5).
+
+    Subclasses are frozen dataclasses that add their own fields and validate them in
+    ``__post_init__`` (calling ``super().__post_init__()``).
+    """
+
+    batch_size: int = 64
+    epochs: int = 5
+    optimizer: OptimizerSpec = OptimizerSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    max_grad_norm: float | None = None
+    freeze_bn_stats: bool = False
+    augment_retain: bool = True
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ConfigError(f"max_grad_norm must be > 0 or null, got {self.max_grad_norm}")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ConfigError(f"max_steps must be >= 0 or null, got {self.max_steps}")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.init]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None = None, *, base: BaseConfig | None = None):
+        """Build a validated config from a flat mapping.
+
+        Keys are field names; ``optimizer.lr``-style dotted keys reach nested specs, and the
+        shortcuts ``lr``, ``momentum``, ``weight_decay``, ``nesterov``, ``betas`` set the
+        optimizer's fields when the config has no field of that name. Unknown keys raise a
+        :class:`ConfigError` that lists the valid ones.
+        """
+        start = dataclasses.asdict(base) if base is not None else {}
+        merged: dict[str, Any] = {k: v for k, v in start.items()}
+        nested: dict[str, dict[str, Any]] = {}
+        own = cls.field_names()
+        for key, val in (values or {}).items():
+            if not isinstance(key, str):
+                raise ConfigError(f"config keys must be strings, got {key!r}")
+            if "." in key:
+                head, tail = key.split(".", 1)
+                nested.setdefault(head, {})[tail] = val
+            elif key in _OPT_SHORTCUTS and key not in own and "optimizer" in own:
+                nested.setdefault("optimizer", {})[key] = val
+            elif isinstance(val, dict) and key in own:
+                nested.setdefault(key, {}).update(val)
+            else:
+                merged[key] = val
+        for head, sub in nested.items():
+            if head not in own:
+                raise ConfigError(f"unknown config key {head!r} for {cls.__name__}")
+            current = merged.get(head)
+            if current is None:
+                current = {}
+            elif dataclasses.is_dataclass(current):
+                current = dataclasses.asdict(current)
+            merged[head] = {**current, **sub}
+        return _build_dataclass(cls, merged)
+
+    def replace(self, **changes: Any):
+        """A validated copy with some fields changed (same key rules as :meth:`from_dict`)."""
+        return type(self).from_dict(changes, base=self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able nested dict of every field (stored with every result)."""
+
+        def clean(v: Any) -> Any:
+            if isinstance(v, tuple):
+                return [clean(x) for x in v]
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            if isinstance(v, float) and not math.isfinite(v):
+                return str(v)
+            return v
+
+        return clean(dataclasses.asdict(self))
+
+    @classmethod
+    def describe_fields(cls) -> list[dict[str, Any]]:
+        """Name, type, default and help of every field (for ``unlearnkit describe``)."""
+        hints = typing.get_type_hints(cls)
+        out = []
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if dataclasses.is_dataclass(default):
+                default = dataclasses.asdict(default)
+            out.append(
+                {
+                    "name": f.name,
+                    "type": _type_name(hints[f.name]),
+                    "default": default,
+                    "help": f.metadata.get("help", ""),
+                }
+            )
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Run context
+
+
+@dataclass
+class MethodResult:
+    """What a method may return instead of a bare model: the model plus diagnostics."""
+
+    model: nn.Module
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class RunContext:
+    """Everything a method may use besides its data: device, randomness, metadata, guards.
+
+    Methods draw every random choice from :attr:`generator` (or :meth:`numpy_rng`) and make
+    every optimizer update through :meth:`step`, which enforces ``max_steps`` and the time
+    budget and stops (restoring the last finite weights) on a non-finite loss or weights.
+    """
+
+    model: nn.Module
+    device: torch.device
+    generator: torch.Generator
+    seed: int
+    num_classes: int
+    input_shape: tuple[int, ...]
+    scenario: str
+    image_shape: tuple[int, int, int] | None = None
+    normalization: Any = None
+    forget_classes: tuple[int, ...] = ()
+    model_factory: Callable[[int], nn.Module] | None = None
+    train_recipe: Any = None
+    original_model: nn.Module | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("unlearnkit"))
+    time_budget_s: float | None = None
+    feature_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
+    max_steps: int | None = None
+    max_grad_norm: float | None = None
+    snapshot_every: int = 1
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.steps = 0
+        self.stopped = False
+        self.stop_reason: str | None = None
+        self.diverged = False
+        self._t0 = time.perf_counter()
+        self._snapshot: dict[str, torch.Tensor] = {}
+        self.take_snapshot()
+
+    # -- randomness -----------------------------------------------------------------------
+    def numpy_rng(self) -> np.random.Generator:
+        """A NumPy generator seeded from :attr:`generator` (consumes one draw)."""
+        s = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        return np.random.default_rng(s)
+
+    # -- guards -----------------------------------------------------------------------------
+    def take_snapshot(self) -> None:
+        """Remember the current weights as the last finite state."""
+        with torch.no_grad():
+            for name, t in self.model.state_dict().items():
+                buf = self._snapshot.get(name)
+                if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
+                    self._snapshot[name] = t.detach().clone()
+                else:
+                    buf.copy_(t)
+
+    def restore_snapshot(self) -> None:
+        """Load the last finite state back into the model (matching names and shapes)."""
+        with torch.no_grad():
+            for name, t in self.model.state_dict().items():
+                snap = self._snapshot.get(name)
+                if snap is not None and snap.shape == t.shape:
+                    t.copy_(snap)
+
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def stop(self, reason: str) -> None:
+        """Ask the method to stop (its loops check :attr:`stopped` / :meth:`can_step`)."""
+        if not self.stopped:
+            self.stopped, self.stop_reason = True, reason
+
+    def diverge(self, reason: str) -> None:
+        """Mark the run diverged, restore the last finite weights and stop."""
+        self.diverged = True
+        self.info["diverged_reason"] = reason
+        self.restore_snapshot()
+        self.stop(f"diverged: {reason}")
+        self.logger.warning("unlearning diverged (%s); restored the last finite weights", reason)
+
+    def can_step(self) -> bool:
+        """Whether another update is allowed (call before a forward pass that changes state)."""
+        if self.stopped:
+            return False
+        if self.max_steps is not None and self.steps >= self.max_steps:
+            self.stop("max_steps")
+            return False
+        if self.time_budget_s is not None and time.perf_counter() - self._t0 > self.time_budget_s:
+            self.stop("time_budget")
+            return False
+        return True
+
+    def step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        loss: torch.Tensor,
+        *,
+        params: Sequence[torch.Tensor] | None = None,
+        zero_grad: bool = True,
+        before_step: Callable[[], None] | None = None,
+        after_step: Callable[[], None] | None = None,
+    ) -> bool:
+        """Backpropagate ``loss`` and make one optimizer update, under the guards.
+
+        Args:
+            optimizer: the method's optimizer.
+            loss: a scalar loss with a graph.
+            params: parameters to clip (default: the model's).
+            zero_grad: zero gradients before the backward pass (``False`` accumulates).
+            before_step: called after ``backward`` and clipping, before ``optimizer.step()``
+                (e.g. gradient masking).
+            after_step: called right after ``optimizer.step()`` (e.g. mask enforcement).
+
+        Returns:
+            ``True`` if the update was made; ``False`` if the method must stop (max steps, time
+            budget, or divergence, in which case the last finite weights are restored).
+        """
+        if not self.can_step():
+            return False
+        if not bool(torch.isfinite(loss.detach()).all()):
+            self.diverge(f"non-finite loss at step {self.steps + 1}")
+            return False
+        if zero_grad:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.max_grad_norm is not None:
+            ps = list(params) if params is not None else list(self.model.parameters())
+            torch.nn.utils.clip_grad_norm_(ps, self.max_grad_norm)
+        if before_step is not None:
+            before_step()
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        self.steps += 1
+        if not self.weights_finite():
+            self.diverge(f"non-finite weights after step {self.steps}")
+            return False
+        if self.snapshot_every and self.steps % self.snapshot_every == 0:
+            self.take_snapshot()
+        return True

@@ -1,0 +1,284 @@
+"""Forget tasks: which training samples to forget, validated, with a content-hash id.
+
+>>> import unlearnkit as uk
+>>> bundle = uk.datasets.load("digits")
+>>> task = uk.forget_task(bundle, scenario="class", classes=[3])
+>>> task.scenario, task.forget_classes
+('class', (3,))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import DataView
+from .datasets import DatasetBundle
+from .datasets._bundle import tensor_digest
+from .errors import DataError
+
+__all__ = ["SCENARIOS", "ForgetTask", "forget_task", "read_indices"]
+
+SCENARIOS = ("random", "class", "indices")
+
+
+@dataclass(frozen=True, eq=False)
+class ForgetTask:
+    """A forget request on a dataset bundle.
+
+    Attributes:
+        bundle: the dataset.
+        scenario: ``"random"``, ``"class"`` or ``"indices"``.
+        forget_idx: sorted positions of the forget set in ``bundle.train``.
+        retain_idx: the complement (positions of the retain set).
+        forget_classes: the forgotten classes (``class`` scenario), else ``()``.
+        params: the arguments that built the task (recorded with results).
+        retain_available: ``False`` for a forget-only request (no retain data at all).
+    """
+
+    bundle: DatasetBundle
+    scenario: str
+    forget_idx: np.ndarray
+    retain_idx: np.ndarray
+    forget_classes: tuple[int, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    retain_available: bool = True
+
+    @property
+    def id(self) -> str:
+        """Content hash of (dataset fingerprint, scenario, forget indices)."""
+        return tensor_digest(
+            self.forget_idx, extra=(self.bundle.fingerprint, self.scenario, self.forget_classes)
+        )
+
+    @property
+    def n_forget(self) -> int:
+        return int(len(self.forget_idx))
+
+    def _train_view(self, name: str, idx: np.ndarray) -> DataView:
+        t = torch.as_tensor(idx)
+        tr = self.bundle.train
+        return DataView(
+            name, tr.x[t], tr.y[t], indices=idx, augment=self.bundle.augment,
+            normalization=self.bundle.normalization,
+        )
+
+    def _split_view(self, name: str, split: Any, mask: np.ndarray | None = None) -> DataView:
+        x, y = split.x, split.y
+        if mask is not None:
+            t = torch.as_tensor(np.flatnonzero(mask))
+            x, y = x[t], y[t]
+        return DataView(name, x, y, normalization=self.bundle.normalization)
+
+    @property
+    def forget(self) -> DataView:
+        """``D_f``."""
+        return self._train_view("forget", self.forget_idx)
+
+    @property
+    def retain(self) -> DataView | None:
+        """``D_r``, or ``None`` for a forget-only request."""
+        if not self.retain_available:
+            return None
+        return self._train_view("retain", self.retain_idx)
+
+    @property
+    def train_full(self) -> DataView | None:
+        """``D_tr`` as one set (``full_train`` access), ``None`` for a forget-only request."""
+        if not self.retain_available:
+            return None
+        return self._train_view("train_full", np.arange(len(self.bundle.train)))
+
+    @property
+    def val(self) -> DataView | None:
+        """``D_val`` (model selection only), or ``None``."""
+        if self.bundle.val is None:
+            return None
+        return self._split_view("val", self.bundle.val)
+
+    def _test_mask(self, forgotten: bool) -> np.ndarray:
+        y = self.bundle.test.y.numpy()
+        in_fgt = np.isin(y, np.asarray(self.forget_classes, dtype=np.int64))
+        return in_fgt if forgotten else ~in_fgt
+
+    @property
+    def test(self) -> DataView:
+        """``D_te^rem``: the test set without the forgotten classes (all of it for random)."""
+        if not self.forget_classes:
+            return self._split_view("test", self.bundle.test)
+        return self._split_view("test", self.bundle.test, self._test_mask(False))
+
+    @property
+    def test_full(self) -> DataView:
+        """``D_te`` including forgotten classes."""
+        return self._split_view("test_full", self.bundle.test)
+
+    @property
+    def forget_test(self) -> DataView | None:
+        """``D_te^fgt``: test samples of the forgotten classes (class scenario), else ``None``."""
+        if not self.forget_classes:
+            return None
+        return self._split_view("forget_test", self.bundle.test, self._test_mask(True))
+
+    def forget_only(self) -> ForgetTask:
+        """The same request with no retain data at all (what a zero-shot method gets)."""
+        return replace(self, retain_available=False)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary recorded with every result."""
+        return {
+            "id": self.id,
+            "scenario": self.scenario,
+            "n_forget": self.n_forget,
+            "n_retain": int(len(self.retain_idx)) if self.retain_available else 0,
+            "forget_classes": list(self.forget_classes),
+            "params": self.params,
+            "dataset": self.bundle.fingerprint,
+        }
+
+
+def read_indices(path: str | Path) -> list[int]:
+    """Read forget indices from ``.npy``, ``.json`` (a list) or text (comma/space separated)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"indices file not found: {p}")
+    try:
+        if p.suffix == ".npy":
+            values = np.load(p, allow_pickle=False).ravel().tolist()
+        elif p.suffix == ".json":
+            values = json.loads(p.read_text())
+        else:
+            text = p.read_text().replace(",", " ").split()
+            values = [float(v) for v in text]
+    except (ValueError, OSError) as exc:
+        raise DataError(f"cannot read indices from {p}: {exc}") from exc
+    if not isinstance(values, list):
+        raise DataError(f"{p} must hold a flat list of integer indices")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
+            raise DataError(f"{p} holds a non-integer index {v!r}")
+        out.append(int(v))
+    return out
+
+
+def _check_indices(values: Sequence[int], n_train: int) -> np.ndarray:
+    arr = np.asarray(list(values))
+    if arr.size == 0:
+        raise DataError("the forget set is empty; give at least one index")
+    if arr.dtype.kind == "f":
+        if not np.all(arr == np.round(arr)):
+            raise DataError("forget indices must be integers")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "iu":
+        raise DataError(f"forget indices must be integers, got {arr.dtype}")
+    bad = arr[(arr < 0) | (arr >= n_train)]
+    if bad.size:
+        raise DataError(
+            f"forget indices out of range [0, {n_train}): {bad[:5].tolist()}"
+            + (" ..." if bad.size > 5 else "")
+        )
+    uniq, counts = np.unique(arr, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(f"duplicate forget indices: {uniq[counts > 1][:5].tolist()}")
+    return uniq.astype(np.int64)
+
+
+def forget_task(
+    bundle: DatasetBundle,
+    scenario: str = "random",
+    *,
+    fraction: float | None = None,
+    count: int | None = None,
+    stratified: bool = False,
+    classes: Sequence[int] | None = None,
+    indices: Sequence[int] | str | Path | None = None,
+    seed: int = 0,
+) -> ForgetTask:
+    """Build and validate a forget task.
+
+    Args:
+        bundle: the dataset bundle.
+        scenario: ``"random"`` (``fraction`` in (0, 1) or ``count``; ``stratified`` keeps the
+            class mix), ``"class"`` (``classes``: one or more whole classes) or ``"indices"``
+            (``indices``: a list of positions in the training set, or a file path).
+        seed: the split seed (``seed_split``); the forget set does not change with training seeds.
+
+    Returns:
+        The task, with ``task.id`` a content hash of the forget set.
+
+    Raises:
+        DataError: empty forget set, out-of-range or duplicate indices, the whole training set,
+            a class that does not exist, a fraction outside (0, 1), or a missing indices file.
+    """
+    n = len(bundle.train)
+    y = bundle.train.y.numpy()
+    params: dict[str, Any] = {"seed": seed}
+    forget_classes: tuple[int, ...] = ()
+    if scenario == "random":
+        if (fraction is None) == (count is None):
+            raise DataError("scenario 'random' needs exactly one of fraction= or count=")
+        if fraction is not None:
+            if not 0.0 < float(fraction) < 1.0:
+                raise DataError(f"fraction must lie in (0, 1), got {fraction}")
+            k = int(round(float(fraction) * n))
+            params["fraction"] = float(fraction)
+        else:
+            k = int(count)  # type: ignore[arg-type]
+            params["count"] = k
+        if k < 1:
+            raise DataError(f"the forget set would be empty ({k} of {n} samples)")
+        if k >= n:
+            raise DataError(f"cannot forget all {n} training samples; leave a retain set")
+        rng = np.random.default_rng(seed)
+        if stratified:
+            params["stratified"] = True
+            picks = []
+            for c in np.unique(y):
+                idx = np.flatnonzero(y == c)
+                picks.append(rng.choice(idx, size=int(round(k * len(idx) / n)), replace=False))
+            forget = np.concatenate(picks)
+            if forget.size == 0:
+                raise DataError("stratified sampling gave an empty forget set; raise the fraction")
+        else:
+            forget = rng.choice(n, size=k, replace=False)
+        forget = np.sort(forget.astype(np.int64))
+    elif scenario == "class":
+        if classes is None or len(list(classes)) == 0:
+            raise DataError("scenario 'class' needs classes=[...] (one or more class indices)")
+        cls = sorted({int(c) for c in classes})
+        missing = [c for c in cls if c < 0 or c >= bundle.num_classes or not (y == c).any()]
+        if missing:
+            raise DataError(
+                f"class(es) {missing} do not exist in the training set "
+                f"(classes are 0..{bundle.num_classes - 1})"
+            )
+        forget = np.flatnonzero(np.isin(y, cls)).astype(np.int64)
+        if forget.size >= n:
+            raise DataError("cannot forget every class; leave a retain set")
+        forget_classes = tuple(cls)
+        params["classes"] = list(cls)
+    elif scenario == "indices":
+        if indices is None:
+            raise DataError("scenario 'indices' needs indices=[...] or indices='path/to/file'")
+        if isinstance(indices, (str, Path)):
+            params["indices_file"] = str(indices)
+            indices = read_indices(indices)
+        forget = _check_indices(indices, n)
+        if forget.size >= n:
+            raise DataError(f"cannot forget all {n} training samples; leave a retain set")
+    elif scenario == "subclass":
+        raise DataError(
+            "scenario 'subclass' needs fine labels, which no bundled dataset provides yet; "
+            "use 'indices' with the fine class's positions"
+        )
+    else:
+        raise DataError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
+    retain = np.setdiff1d(np.arange(n, dtype=np.int64), forget, assume_unique=True)
+    return ForgetTask(bundle, scenario, forget, retain, forget_classes, params)
