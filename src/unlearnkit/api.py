@@ -104,8 +104,10 @@ def build_views(spec_access: Any, task: ForgetTask, method: str) -> DataViews:
 def _hook_state(model: nn.Module) -> dict[int, tuple[set, set, set, set]]:
     return {
         id(m): (
-            set(m._forward_hooks), set(m._forward_pre_hooks),
-            set(m._backward_hooks), set(getattr(m, "_backward_pre_hooks", {})),
+            set(m._forward_hooks),
+            set(m._forward_pre_hooks),
+            set(m._backward_hooks),
+            set(getattr(m, "_backward_pre_hooks", {})),
         )
         for m in model.modules()
     }
@@ -116,8 +118,12 @@ def _remove_new_hooks(model: nn.Module, before: dict[int, tuple[set, set, set, s
     for m in model.modules():
         old = before.get(id(m), (set(), set(), set(), set()))
         for store, keep in zip(
-            (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks,
-             getattr(m, "_backward_pre_hooks", {})),
+            (
+                m._forward_hooks,
+                m._forward_pre_hooks,
+                m._backward_hooks,
+                getattr(m, "_backward_pre_hooks", {}),
+            ),
             old,
         ):
             for key in [k for k in store if k not in keep]:
@@ -287,8 +293,18 @@ def unlearn(
         >>> new = uk.unlearn(model, task, method="finetune", config={"epochs": 2}, seed=0)
     """
     outcome = run_unlearning(
-        model, task, method, config, seed=seed, preset=preset, device=device, inplace=inplace,
-        recipe=recipe, model_factory=model_factory, cache=cache, time_budget_s=time_budget_s,
+        model,
+        task,
+        method,
+        config,
+        seed=seed,
+        preset=preset,
+        device=device,
+        inplace=inplace,
+        recipe=recipe,
+        model_factory=model_factory,
+        cache=cache,
+        time_budget_s=time_budget_s,
         feature_fn=feature_fn,
     )
     if outcome.diverged:

@@ -115,8 +115,14 @@ class DataView:
     ) -> BatchLoader:
         """Batches of this view; ``augment=True`` applies the recipe's training augmentation."""
         return BatchLoader(
-            self.x, self.y, batch_size, shuffle=shuffle, generator=generator,
-            augment=self.augment if augment else None, drop_last=drop_last, device=device,
+            self.x,
+            self.y,
+            batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            augment=self.augment if augment else None,
+            drop_last=drop_last,
+            device=device,
         )
 
     def subset(self, positions: np.ndarray | torch.Tensor) -> DataView:

@@ -7,11 +7,11 @@ wrong and what to do about it. The CLI turns these into one line and exit code 2
 from __future__ import annotations
 
 __all__ = [
-    "UnlearnKitError",
+    "AccessError",
     "ConfigError",
     "DataError",
-    "AccessError",
     "DegenerateScoresError",
+    "UnlearnKitError",
 ]
 
 
@@ -32,4 +32,4 @@ class AccessError(UnlearnKitError):
 
 
 class DegenerateScoresError(UnlearnKitError, ValueError):
-    """An audit score is undefined for the given populations (e.g. both sides constant and equal)."""
+    """An audit score is undefined for these populations (e.g. both sides constant, equal)."""

@@ -68,7 +68,10 @@ def build_optimizer(
     params = list(params)
     if spec.name == "sgd":
         return torch.optim.SGD(
-            params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay,
+            params,
+            lr=spec.lr,
+            momentum=spec.momentum,
+            weight_decay=spec.weight_decay,
             nesterov=spec.nesterov and spec.momentum > 0,
         )
     cls = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW

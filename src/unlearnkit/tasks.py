@@ -65,7 +65,11 @@ class ForgetTask:
         t = torch.as_tensor(idx)
         tr = self.bundle.train
         return DataView(
-            name, tr.x[t], tr.y[t], indices=idx, augment=self.bundle.augment,
+            name,
+            tr.x[t],
+            tr.y[t],
+            indices=idx,
+            augment=self.bundle.augment,
             normalization=self.bundle.normalization,
         )
 

@@ -74,16 +74,21 @@ class TrainRecipe:
 
     def optimizer_spec(self) -> OptimizerSpec:
         return OptimizerSpec(
-            name=self.optimizer, lr=self.lr, momentum=self.momentum,
-            weight_decay=self.weight_decay, nesterov=self.nesterov,
+            name=self.optimizer,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.nesterov,
         )
 
     def scheduler_spec(self, steps_per_epoch: int) -> SchedulerSpec:
         per_step = self.schedule == "cosine"
         unit = steps_per_epoch if per_step else 1
         return SchedulerSpec(
-            name=self.schedule, per_step=per_step,
-            milestones=tuple(m * unit for m in self.milestones), gamma=self.gamma,
+            name=self.schedule,
+            per_step=per_step,
+            milestones=tuple(m * unit for m in self.milestones),
+            gamma=self.gamma,
             warmup_steps=self.warmup_epochs * unit,
         )
 
@@ -140,7 +145,11 @@ def train(
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     loader = BatchLoader(
-        x, y, recipe.batch_size, shuffle=True, generator=gen,
+        x,
+        y,
+        recipe.batch_size,
+        shuffle=True,
+        generator=gen,
         augment=aug if recipe.augment else None,
         device=dev if dev.type != "cpu" else None,
     )

@@ -17,7 +17,9 @@ __all__ = ["from_arrays", "from_npz", "from_torch"]
 def _as_x(a: Any, what: str) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
     if t.dim() < 2:
-        raise DataError(f"{what} must have shape (n, ...) with at least 2 dimensions, got {tuple(t.shape)}")
+        raise DataError(
+            f"{what} must have shape (n, ...) with at least 2 dimensions, got {tuple(t.shape)}"
+        )
     if not t.is_floating_point():
         t = t.to(torch.float32)
     t = t.to(torch.float32)
@@ -120,7 +122,9 @@ def _materialise(ds: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     for i in range(n):
         item = ds[i]
         if not isinstance(item, (tuple, list)) or len(item) < 2:
-            raise DataError(f"{what}[{i}] must be an (input, label) pair, got {type(item).__name__}")
+            raise DataError(
+                f"{what}[{i}] must be an (input, label) pair, got {type(item).__name__}"
+            )
         xs.append(torch.as_tensor(item[0], dtype=torch.float32))
         ys.append(int(item[1]))
     return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
@@ -147,8 +151,16 @@ def from_torch(
     if val_ds is not None:
         x_va, y_va = _materialise(val_ds, "val_ds")
     return from_arrays(
-        x_tr, y_tr, x_te, y_te, x_val=x_va, y_val=y_va, num_classes=num_classes,
-        image_shape=image_shape, normalization=normalization, name=name,
+        x_tr,
+        y_tr,
+        x_te,
+        y_te,
+        x_val=x_va,
+        y_val=y_va,
+        num_classes=num_classes,
+        image_shape=image_shape,
+        normalization=normalization,
+        name=name,
     )
 
 
@@ -167,6 +179,12 @@ def from_npz(path: str | Path, *, name: str | None = None, **kwargs: Any) -> Dat
     if missing:
         raise DataError(f"{p} lacks arrays {missing}; it needs x_train, y_train, x_test, y_test")
     return from_arrays(
-        arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-        x_val=arrays.get("x_val"), y_val=arrays.get("y_val"), name=name or p.stem, **kwargs,
+        arrays["x_train"],
+        arrays["y_train"],
+        arrays["x_test"],
+        arrays["y_test"],
+        x_val=arrays.get("x_val"),
+        y_val=arrays.get("y_val"),
+        name=name or p.stem,
+        **kwargs,
     )

@@ -53,7 +53,9 @@ def epochs(ctx: RunContext, n: int) -> Iterator[int]:
         yield e
 
 
-def steps(loader: BatchLoader, ctx: RunContext) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+def steps(
+    loader: BatchLoader, ctx: RunContext
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yield the batches of one pass, stopping (before the forward pass) when the context does."""
     for batch in loader:
         if not ctx.can_step():

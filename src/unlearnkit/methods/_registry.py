@@ -17,7 +17,14 @@ from torch import nn
 from ..errors import ConfigError
 from .base import AccessSpec, BaseConfig, Dist
 
-__all__ = ["MethodSpec", "describe_method", "get_method", "list_methods", "register_method"]
+__all__ = [
+    "MethodSpec",
+    "describe_method",
+    "get_method",
+    "list_methods",
+    "register_method",
+    "unregister_method",
+]
 
 MethodFn = Callable[..., Any]
 
@@ -176,3 +183,10 @@ def describe_method(name: str) -> dict[str, Any]:
 
 def _is_module(obj: Any) -> bool:  # used by the front door
     return isinstance(obj, nn.Module)
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method and its aliases (for tests and interactive plugin development)."""
+    spec = _REGISTRY.pop(name)
+    for alias in spec.aliases:
+        _ALIASES.pop(alias, None)

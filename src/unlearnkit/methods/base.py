@@ -145,7 +145,13 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+        # The string "none" means None only where "none" cannot be a legal string value.
+        if (
+            isinstance(value, str)
+            and value.lower() in ("none", "null")
+            and type(None) in args
+            and str not in args
+        ):
             return None
         errors = []
         for arg in args:
@@ -489,3 +495,10 @@ class RunContext:
         if self.snapshot_every and self.steps % self.snapshot_every == 0:
             self.take_snapshot()
         return True
+
+
+def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping: unknown keys and bad values raise ConfigError."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or cls.__name__} must be a mapping, got {type(values).__name__}")
+    return _build_dataclass(cls, values, prefix=f"{where}." if where else "")

@@ -26,8 +26,11 @@ class FinetuneConfig(BaseConfig):
 def ce_epochs(model: nn.Module, view, config: BaseConfig, ctx: RunContext) -> None:
     """``config.epochs`` passes of cross-entropy on ``view`` with the recipe's augmentation."""
     loader = view.loader(
-        config.batch_size, shuffle=True, augment=config.augment_retain,
-        generator=ctx.generator, device=ctx.device,
+        config.batch_size,
+        shuffle=True,
+        augment=config.augment_retain,
+        generator=ctx.generator,
+        device=ctx.device,
     )
     opt = make_optimizer(model, config)
     sched = make_scheduler(opt, config, len(loader))

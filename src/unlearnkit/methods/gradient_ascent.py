@@ -28,8 +28,10 @@ class GradientAscentConfig(BaseConfig):
     aliases=("ga",),
     config=GradientAscentConfig,
     access=AccessSpec(level="forget_only"),
-    presets={"reference": {}, "digits": {"lr": 1e-3, "epochs": 5, "batch_size": 64,
-                                         "max_grad_norm": 5.0}},
+    presets={
+        "reference": {},
+        "digits": {"lr": 1e-3, "epochs": 5, "batch_size": 64, "max_grad_norm": 5.0},
+    },
     search_space={"lr": loguniform(1e-6, 1e-2), "epochs": int_range(1, 10)},
 )
 def gradient_ascent(

@@ -33,8 +33,11 @@ class RetrainConfig(BaseConfig):
     aliases=("naive", "gold"),
     config=RetrainConfig,
     access=AccessSpec(
-        level="forget_and_retain", uses_forget=False, forget_labels=False,
-        needs_recipe=True, needs_model_factory=True,
+        level="forget_and_retain",
+        uses_forget=False,
+        forget_labels=False,
+        needs_recipe=True,
+        needs_model_factory=True,
     ),
     no_identity=True,
 )

@@ -49,7 +49,8 @@ class SplitSignals:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if self.logits.ndim != 2 or self.labels.shape != (self.logits.shape[0],):
             raise ValueError(
-                f"logits must be (n, K) and labels (n,); got {self.logits.shape} and {self.labels.shape}"
+                "logits must be (n, K) and labels (n,); "
+                f"got {self.logits.shape} and {self.labels.shape}"
             )
 
     def __len__(self) -> int:
@@ -131,7 +132,9 @@ class SplitSignals:
             return self.prob
         if name in ("conf", "corr", "loss", "entropy", "m_entropy"):
             return getattr(self, name)[:, None]
-        raise ValueError(f"unknown signal {name!r}; use conf, corr, loss, entropy, m_entropy or prob")
+        raise ValueError(
+            f"unknown signal {name!r}; use conf, corr, loss, entropy, m_entropy or prob"
+        )
 
 
 def compute_signals(

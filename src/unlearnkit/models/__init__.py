@@ -143,8 +143,12 @@ class ModelFactory:
 
     def __call__(self, seed: int) -> nn.Module:
         return build(
-            self.name, input_shape=self.input_shape, num_classes=self.num_classes,
-            image_shape=self.image_shape, seed=seed, **self.kwargs,
+            self.name,
+            input_shape=self.input_shape,
+            num_classes=self.num_classes,
+            image_shape=self.image_shape,
+            seed=seed,
+            **self.kwargs,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -1,0 +1,394 @@
+"""Run a benchmark spec: resumable, one results-store row per finished cell.
+
+The runner only composes the pieces: datasets -> forget tasks -> original model (oracle bank)
+-> Retrain and a second Retrain (noise floor) -> each method through the front door -> signals
+-> tier A/B metrics -> results store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..api import run_unlearning
+from ..audit.bank import OracleBank, bank_key
+from ..datasets import load
+from ..errors import UnlearnKitError
+from ..methods import get_method
+from ..metrics.suite import ModelSignals, model_signals, tier_a, tier_b
+from ..models import ModelFactory
+from ..tasks import ForgetTask, forget_task
+from ..training import train
+from .spec import BenchSpec, MethodEntry
+from .store import CellRow, ResultStore
+
+__all__ = ["RunSummary", "provenance", "run_benchmark", "seeds_for"]
+
+log = logging.getLogger(__name__)
+
+#: Bumped when metric definitions change, so stale rows are recomputed instead of reused.
+METRICS_VERSION = 1
+
+
+def seeds_for(replicate: int) -> dict[str, int]:
+    """Seed policy (METRICS.md N6): one replicate varies train, retrain and unlearn seeds."""
+    return {
+        "seed_train": replicate,
+        "seed_retrain": 1000 + replicate,
+        "seed_retrain_prime": 2000 + replicate,
+        "seed_unlearn": replicate,
+    }
+
+
+def provenance() -> dict[str, Any]:
+    """Library version, hardware and thread count (N9)."""
+    return {
+        "unlearnkit": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+@dataclass
+class RunSummary:
+    """What a run did: cells computed now, cells found done, failures, time."""
+
+    computed: int = 0
+    reused: int = 0
+    failures: list[tuple[str, str, int, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    trained: int = 0
+
+
+def _forget_stats(sig: ModelSignals) -> dict[str, float]:
+    """Descriptive forget-set statistics (METRICS.md 1.7): means of conf, loss, entropy."""
+    f = sig.forget
+    return {
+        "forget_conf_mean": float(np.mean(f.conf)),
+        "forget_loss_mean": float(np.mean(f.loss)),
+        "forget_entropy_mean": float(np.mean(f.entropy)),
+    }
+
+
+class _Cell:
+    def __init__(
+        self,
+        kind: str,
+        label: str,
+        method: str,
+        access: str,
+        key: str,
+        entry: MethodEntry | None = None,
+        config: Any = None,
+    ) -> None:
+        self.kind, self.label, self.method, self.access = kind, label, method, access
+        self.key, self.entry, self.config = key, entry, config
+
+
+def run_benchmark(
+    spec: BenchSpec,
+    out_dir: str | Path,
+    *,
+    echo: Callable[[str], None] | None = None,
+    device: str | None = None,
+) -> RunSummary:
+    """Run every missing cell of ``spec`` and store it in ``out_dir/results.db``.
+
+    Cells already in the store are skipped without any training; trained originals and
+    retrains are cached in ``out_dir/bank`` so an interrupted run resumes cheaply.
+    """
+    say = echo or (lambda msg: log.info(msg))
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = RunSummary()
+    bundle = load(spec.dataset.name, **spec.dataset.options)
+    factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
+    factory(0)  # fail early on bad model options
+    bank = OracleBank(out / "bank")
+    entries = spec.method_entries()
+    with ResultStore(out / "results.db") as store:
+        store.set_meta("spec", _spec_record(spec))
+        store.set_meta("dataset", bundle.describe())
+        store.set_meta("provenance", provenance())
+        for sc in spec.scenarios:
+            task = forget_task(bundle, **sc.task_kwargs())
+            store.set_meta(f"task:{sc.name}", task.describe())
+            for rep in spec.seeds:
+                _run_replicate(
+                    spec, sc.name, task, rep, entries, factory, bank, store, summary, say, device
+                )
+        sweep_cells = _run_sweeps(spec, bundle, factory, bank, store, summary, say, device)
+        store.set_meta("sweep_cells", sweep_cells)
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _spec_record(spec: BenchSpec) -> dict[str, Any]:
+    d = dataclasses.asdict(spec)
+    d["methods"] = [dataclasses.asdict(e) for e in spec.method_entries()]
+    return d
+
+
+def _base_key(spec: BenchSpec, task: ForgetTask, factory: ModelFactory, rep: int) -> dict:
+    return {
+        "dataset": task.bundle.fingerprint,
+        "task": task.id,
+        "arch": factory.describe(),
+        "recipe": spec.recipe.hash,
+        "replicate": rep,
+        "seeds": seeds_for(rep),
+        "seed_attack": spec.seed_attack,
+        "zrf_teacher_seed": spec.zrf_teacher_seed,
+        "metrics_version": METRICS_VERSION,
+    }
+
+
+def _cells(spec, task, rep, entries, factory) -> list[_Cell]:
+    base = _base_key(spec, task, factory, rep)
+    cells = [
+        _Cell("original", "Original", "original", "-", bank_key(kind="original", **base)),
+        _Cell(
+            "retrain", "Retrain", "retrain", "forget_and_retain", bank_key(kind="retrain", **base)
+        ),
+        _Cell(
+            "retrain_prime",
+            "Retrain′ (noise floor)",
+            "retrain",
+            "forget_and_retain",
+            bank_key(kind="retrain_prime", **base),
+        ),
+    ]
+    for e in entries:
+        mspec = get_method(e.method)
+        cfg = mspec.make_config(e.config, preset=e.preset, scenario=task.scenario)
+        key = bank_key(kind="method", method=mspec.name, config=cfg.to_dict(), **base)
+        cells.append(_Cell("method", e.name, mspec.name, mspec.access.level, key, e, cfg))
+    return cells
+
+
+class _Refs:
+    """The trained reference models of one (scenario, replicate), loaded lazily."""
+
+    def __init__(self, spec, task, rep, factory, bank, summary, say, device):
+        self.spec, self.task, self.rep, self.factory = spec, task, rep, factory
+        self.bank, self.summary, self.say, self.device = bank, summary, say, device
+        self._cache: dict[str, Any] = {}
+
+    def _model_key(self, role: str, seed: int) -> str:
+        return bank_key(
+            role=role,
+            dataset=self.task.bundle.fingerprint,
+            task=None if role == "original" else self.task.id,
+            arch=self.factory.describe(),
+            recipe=self.spec.recipe.hash,
+            seed=seed,
+        )
+
+    def original(self):
+        if "original" not in self._cache:
+            seed = seeds_for(self.rep)["seed_train"]
+
+            def fit():
+                self.say(f"  training the original model (seed {seed})")
+                t0 = time.perf_counter()
+                m = train(
+                    self.factory(seed),
+                    self.task.bundle.train,
+                    self.spec.recipe,
+                    seed=seed,
+                    device=self.device,
+                )
+                self.summary.trained += 1
+                return m, {
+                    "role": "original",
+                    "seed": seed,
+                    "train_seconds": time.perf_counter() - t0,
+                }
+
+            m, meta, _ = self.bank.get_or_train(
+                self._model_key("original", seed), lambda: self.factory(0), fit
+            )
+            self._cache["original"] = (m, meta)
+        return self._cache["original"]
+
+    def retrain(self, which: str):
+        if which not in self._cache:
+            seed = seeds_for(self.rep)[
+                "seed_retrain" if which == "retrain" else "seed_retrain_prime"
+            ]
+
+            def fit():
+                self.say(f"  retraining without the forget set (seed {seed})")
+                orig, _ = self.original()
+                o = run_unlearning(
+                    orig,
+                    self.task,
+                    "retrain",
+                    seed=seed,
+                    recipe=self.spec.recipe,
+                    model_factory=self.factory,
+                    device=self.device,
+                )
+                self.summary.trained += 1
+                return o.model, {"role": which, "seed": seed, "rte_seconds": o.rte_seconds}
+
+            m, meta, _ = self.bank.get_or_train(
+                self._model_key(which, seed), lambda: self.factory(0), fit
+            )
+            self._cache[which] = (m, meta)
+        return self._cache[which]
+
+    def signals(self, which: str) -> ModelSignals:
+        key = f"sig:{which}"
+        if key not in self._cache:
+            if which == "teacher":
+                model = self.factory(self.spec.zrf_teacher_seed)
+            elif which == "original":
+                model = self.original()[0]
+            else:
+                model = self.retrain(which)[0]
+            self._cache[key] = model_signals(model, self.task, device=self.device)
+        return self._cache[key]
+
+    def metrics(self, which: str) -> dict[str, float]:
+        key = f"m:{which}"
+        if key not in self._cache:
+            sig = self.signals(which)
+            m = tier_a(sig, teacher=self.signals("teacher"), seed_attack=self.spec.seed_attack)
+            m.update(_forget_stats(sig))
+            if which != "original":
+                m["rte_seconds"] = float(self.retrain(which)[1].get("rte_seconds", float("nan")))
+            self._cache[key] = m
+        return self._cache[key]
+
+
+def _run_replicate(
+    spec,
+    sc_name,
+    task,
+    rep,
+    entries,
+    factory,
+    bank,
+    store,
+    summary,
+    say,
+    device,
+    cells: list[_Cell] | None = None,
+) -> None:
+    """Run the replicate's missing cells (all of them, or the given sweep ``cells``)."""
+    cells = cells if cells is not None else _cells(spec, task, rep, entries, factory)
+    todo = [c for c in cells if not store.has(c.key)]
+    summary.reused += len(cells) - len(todo)
+    if not todo:
+        return
+    say(f"[{sc_name}] replicate {rep}: {len(todo)} of {len(cells)} cells to run")
+    refs = _Refs(spec, task, rep, factory, bank, summary, say, device)
+    m_r = refs.metrics("retrain")
+    sig_r = refs.signals("retrain")
+    record_base = {
+        "scenario": sc_name,
+        "task": task.describe(),
+        "seeds": seeds_for(rep),
+        "recipe": spec.recipe.to_dict(),
+        "recipe_hash": spec.recipe.hash,
+        "arch": factory.describe(),
+        "provenance": provenance(),
+    }
+    shared_cache: dict[str, Any] = {}
+    for cell in todo:
+        try:
+            if cell.kind in ("original", "retrain", "retrain_prime"):
+                m = dict(refs.metrics(cell.kind))
+                m.update(tier_b(m, m_r, refs.signals(cell.kind), sig_r))
+                record = {**record_base, "kind": cell.kind}
+            else:
+                orig, _ = refs.original()
+                outcome = run_unlearning(
+                    orig,
+                    task,
+                    cell.method,
+                    cell.config,
+                    seed=seeds_for(rep)["seed_unlearn"],
+                    recipe=spec.recipe,
+                    model_factory=factory,
+                    cache=shared_cache,
+                    device=device,
+                )
+                sig_u = model_signals(outcome.model, task, device=device)
+                m = tier_a(sig_u, teacher=refs.signals("teacher"), seed_attack=spec.seed_attack)
+                m.update(_forget_stats(sig_u))
+                m["rte_seconds"] = outcome.rte_seconds
+                m["diverged"] = float(outcome.diverged)
+                m.update(tier_b(m, m_r, sig_u, sig_r))
+                record = {
+                    **record_base,
+                    "kind": cell.kind,
+                    "run": outcome.record(),
+                    "preset": cell.entry.preset if cell.entry else None,
+                    "point": cell.entry.config if cell.kind == "sweep" else None,
+                }
+        except (UnlearnKitError, RuntimeError, ValueError) as exc:
+            summary.failures.append((sc_name, cell.label, rep, f"{type(exc).__name__}: {exc}"))
+            say(f"  FAILED {cell.label}: {type(exc).__name__}: {exc}")
+            continue
+        store.put(
+            CellRow(
+                cell.key, cell.kind, sc_name, cell.label, cell.method, cell.access, rep, m, record
+            )
+        )
+        summary.computed += 1
+
+
+def _run_sweeps(spec, bundle, factory, bank, store, summary, say, device) -> list[str]:
+    """Sensitivity sweeps: each grid point is a method cell of kind ``sweep``."""
+    keys: list[str] = []
+    for sw in spec.sweeps:
+        names = list(sw.grid)
+        points = [dict(zip(names, vals)) for vals in itertools.product(*sw.grid.values())]
+        scenarios = [s for s in spec.scenarios if sw.scenarios is None or s.name in sw.scenarios]
+        for sc in scenarios:
+            task = forget_task(bundle, **sc.task_kwargs())
+            for rep in spec.seeds:
+                cells = []
+                for point in points:
+                    label = f"{sw.method}[" + ",".join(f"{k}={v}" for k, v in point.items()) + "]"
+                    entry = MethodEntry(
+                        sw.method, label=label, preset=sw.preset, config={**sw.config, **point}
+                    )
+                    cell = _cells(spec, task, rep, [entry], factory)[-1]
+                    cell.kind = "sweep"
+                    cell.key = bank_key(kind="sweep", base=cell.key)
+                    keys.append(cell.key)
+                    cells.append(cell)
+                _run_replicate(
+                    spec,
+                    sc.name,
+                    task,
+                    rep,
+                    [],
+                    factory,
+                    bank,
+                    store,
+                    summary,
+                    say,
+                    device,
+                    cells=cells,
+                )
+    return keys

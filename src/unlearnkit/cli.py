@@ -1,0 +1,218 @@
+"""The ``unlearnkit`` command line: a thin layer over the library.
+
+Errors a user can cause end with exit code 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from .errors import ConfigError, UnlearnKitError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Machine unlearning for PyTorch classifiers, measured against retraining.",
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """``method.key=value`` pairs into {method: {key: value}} (values parsed as YAML)."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from exc
+        if "." not in key:
+            raise ConfigError(f"--set key must be METHOD.FIELD (e.g. finetune.lr=0.01), got {key!r}")
+        method, field = key.split(".", 1)
+        out.setdefault(method, {})[field] = value
+    return out
+
+
+@app.command()
+def bench(
+    spec_path: Path | None = typer.Argument(
+        None, metavar="[SPEC]", help="YAML benchmark spec (default: the built-in digits spec)."
+    ),
+    quick: bool = typer.Option(False, "--quick", help="Smoke run: one seed, short training."),
+    out: Path = typer.Option(
+        Path("unlearnkit-results"), "--out", help="Run directory (results.db, report.md)."
+    ),
+    methods: str | None = typer.Option(
+        None, "--methods", help="Comma-separated subset of methods to run."
+    ),
+    seeds: int | None = typer.Option(None, "--seeds", min=1, help="Number of replicates."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a method's config: METHOD.FIELD=VALUE (repeatable)."
+    ),
+    detail: bool = typer.Option(False, "--detail", help="Also print the detail tables."),
+) -> None:
+    """Run a benchmark (resumable), print the tables, write OUT/results.db and OUT/report.md."""
+    from .bench.report import render_markdown, tables_md
+    from .bench.runner import run_benchmark
+    from .bench.spec import MethodEntry, default_spec, load_spec
+    from .bench.store import ResultStore
+
+    try:
+        spec = load_spec(spec_path) if spec_path is not None else default_spec()
+        if quick:
+            spec = spec.quick()
+        if seeds is not None:
+            spec = dataclasses.replace(spec, seeds=tuple(range(seeds)))
+        overrides = _parse_sets(set_)
+        if overrides:
+            merged = {k: dict(v) for k, v in spec.method_config.items()}
+            for m, kv in overrides.items():
+                merged.setdefault(m, {}).update(kv)
+            spec = dataclasses.replace(spec, method_config=merged)
+        if methods:
+            wanted = [m.strip() for m in methods.split(",") if m.strip()]
+            by_name = {e.method: e for e in spec.method_entries()}
+            from .methods import get_method
+
+            entries = []
+            for w in wanted:
+                name = get_method(w).name
+                entries.append(by_name.get(name, MethodEntry(name)))
+            spec = dataclasses.replace(spec, methods=tuple(entries))
+        spec.validate()
+        summary = run_benchmark(spec, out, echo=lambda m: typer.echo(m, err=True))
+        with ResultStore(out / "results.db") as store:
+            from .bench.report import aggregate
+
+            (out / "report.md").write_text(render_markdown(store))
+            typer.echo(tables_md(aggregate(store), detail=detail))
+    except UnlearnKitError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: finished cells are saved in {out}/results.db; run the same command "
+            "again to resume",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    typer.echo(
+        f"{summary.computed} cells computed, {summary.reused} reused, {summary.trained} models "
+        f"trained in {summary.seconds:.1f} s; report: {out / 'report.md'}",
+        err=True,
+    )
+    if summary.failures:
+        for sc, label, rep, msg in summary.failures:
+            typer.echo(f"failed: [{sc}] {label} replicate {rep}: {msg}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., metavar="DIR", help="A benchmark run directory."),
+    fmt: str = typer.Option("md", "--format", help="md, json or csv."),
+) -> None:
+    """Aggregate a results store: mean ± std per scenario and method."""
+    from .bench.report import render
+    from .bench.store import open_existing
+
+    if fmt not in ("md", "json", "csv"):
+        _fail(f"unknown format {fmt!r}; use md, json or csv")
+    try:
+        with open_existing(run_dir) as store:
+            typer.echo(render(store, fmt))
+    except UnlearnKitError as exc:
+        _fail(str(exc))
+
+
+@app.command("methods")
+def methods_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the registered methods with their access levels."""
+    from .methods import get_method, list_methods
+
+    rows = []
+    for name in list_methods():
+        spec = get_method(name)
+        rows.append(
+            {
+                "name": name,
+                "aliases": list(spec.aliases),
+                "access": spec.access.level,
+                "summary": spec.summary,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        alias = f" (aliases: {', '.join(r['aliases'])})" if r["aliases"] else ""
+        typer.echo(f"{r['name']:<{width}}  {r['access']:<17}  {r['summary']}{alias}")
+
+
+@app.command()
+def describe(
+    name: str = typer.Argument(..., help="Method name or alias."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show a method's access level and every config field with its default."""
+    from .methods import describe_method
+
+    try:
+        d = describe_method(name)
+    except UnlearnKitError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(d, indent=1, default=str))
+        return
+    acc = d["access"]
+    typer.echo(f"{d['name']}: {d['summary']}")
+    if d["aliases"]:
+        typer.echo(f"aliases: {', '.join(d['aliases'])}")
+    typer.echo(f"access: {acc['level']}")
+    flags = [k for k in ("needs_val", "needs_recipe", "needs_model_factory") if acc[k]]
+    typer.echo(
+        f"  reads forget: {acc['uses_forget']} (labels: {acc['forget_labels']}), reads retain: "
+        f"{acc['uses_retain']} (labels: {acc['retain_labels']})"
+        + (f", {', '.join(flags)}" if flags else "")
+    )
+    typer.echo(f"config ({d['config']}):")
+    for f in d["fields"]:
+        help_ = f"  # {f['help']}" if f["help"] else ""
+        typer.echo(f"  {f['name']}: {f['type']} = {json.dumps(f['default'], default=str)}{help_}")
+    if d["presets"]:
+        typer.echo("presets:")
+        for p, vals in d["presets"].items():
+            typer.echo(f"  {p}: {json.dumps(vals, default=str)}")
+    if d["search_space"]:
+        typer.echo("search space:")
+        for k, v in d["search_space"].items():
+            typer.echo(f"  {k}: {v}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except UnlearnKitError as exc:  # anything a command did not catch itself
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

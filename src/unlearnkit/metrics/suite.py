@@ -1,0 +1,277 @@
+"""Metric tiers A and B (METRICS.md sections 1 and 2) and the :func:`evaluate` front door.
+
+Signals are computed once per (model, split) by :func:`model_signals`; every metric after that
+is a pure function of signals (:mod:`unlearnkit.metrics.functional`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..tasks import ForgetTask
+from .functional.accuracy import accuracy_metrics
+from .functional.distances import output_distances
+from .functional.gaps import (
+    avg_gap,
+    gaps,
+    noise_floor,
+    retention,
+    rte_ratio,
+    signed_gaps,
+    tow,
+    tow_mia,
+)
+from .functional.mia import mia_lr_entropy, mia_lr_loss_cv, mia_svc
+from .functional.zrf import zrf
+from .signals import SplitSignals, compute_signals
+
+__all__ = [
+    "METRIC_INFO",
+    "TIER_A_KEYS",
+    "ModelSignals",
+    "evaluate",
+    "model_signals",
+    "tier_a",
+    "tier_b",
+]
+
+#: Direction and anchor of the headline keys (tables read their arrows from here).
+METRIC_INFO: dict[str, dict[str, Any]] = {
+    "acc_forget": {"label": "FA", "kind": "rate", "better": "→ Retrain"},
+    "ua": {"label": "UA", "kind": "rate", "better": "→ Retrain"},
+    "acc_retain": {"label": "RA", "kind": "rate", "better": "→ Retrain"},
+    "acc_test": {"label": "TA", "kind": "rate", "better": "→ Retrain"},
+    "acc_forget_test": {"label": "FTA", "kind": "rate", "better": "→ Retrain"},
+    "mia_svc_conf_nonmember_rate": {
+        "label": "MIA-Eff (non-member)",
+        "kind": "rate",
+        "better": "→ Retrain",
+    },
+    "mia_lr_entropy_member_rate": {
+        "label": "MIA-LR (member)",
+        "kind": "rate",
+        "better": "→ Retrain",
+    },
+    "mia_lr_loss_cv_acc": {"label": "MIA-CV acc", "kind": "rate", "better": "→ Retrain"},
+    "zrf": {"label": "ZRF", "kind": "score", "better": "→ Retrain"},
+    "avg_gap_salun": {"label": "Avg. Gap", "kind": "gap", "better": "↓"},
+    "avg_gap_natmu": {"label": "Avg. Gap (NatMU)", "kind": "gap", "better": "↓"},
+    "tow": {"label": "ToW", "kind": "score", "better": "↑"},
+    "tow_mia": {"label": "ToW-MIA", "kind": "score", "better": "↑"},
+    "signed_fa": {"label": "signed FA", "kind": "gap", "better": "→ 0 (<0 over-forgets)"},
+    "js_to_retrain_forget": {"label": "JS(f)", "kind": "score", "better": "→ floor"},
+    "rte_seconds": {"label": "RTE (s)", "kind": "seconds", "better": "↓"},
+    "rte_ratio": {"label": "RTE ratio", "kind": "score", "better": "↑"},
+}
+
+TIER_A_KEYS = (
+    "acc_forget",
+    "ua",
+    "acc_retain",
+    "acc_test",
+    "acc_test_full",
+    "acc_forget_test",
+    "acc_val",
+    "mia_svc_conf_nonmember_rate",
+    "mia_efficacy",
+    "mia_lr_entropy_member_rate",
+    "mia_lr_loss_cv_acc",
+    "mia_lr_loss_cv_acc_std",
+    "indiscernibility",
+    "zrf",
+    "zrf_forget_test",
+)
+
+
+@dataclass
+class ModelSignals:
+    """One model's signals on every split of a task (computed once, read by every metric)."""
+
+    forget: SplitSignals
+    retain: SplitSignals | None
+    test: SplitSignals
+    test_full: SplitSignals
+    forget_test: SplitSignals | None = None
+    val: SplitSignals | None = None
+
+
+def _sig(model: nn.Module, view: Any, device: Any) -> SplitSignals | None:
+    if view is None or len(view) == 0:
+        return None
+    if view.y is None:
+        raise ValueError(f"the {view.name} view has no labels; metrics need labels")
+    return compute_signals(model, view.x, view.y, device=device)
+
+
+def model_signals(
+    model: nn.Module,
+    task: ForgetTask,
+    *,
+    device: torch.device | str | None = None,
+    retain_eval_cap: int | None = None,
+    seed: int = 0,
+) -> ModelSignals:
+    """Run ``model`` once over each split of ``task`` (eval mode, no grad, in order).
+
+    ``retain_eval_cap`` evaluates a fixed, seeded subsample of ``D_r`` on large sets.
+    """
+    retain = task.retain if task.retain is not None else None
+    if retain is not None and retain_eval_cap is not None and len(retain) > retain_eval_cap:
+        pos = np.sort(np.random.default_rng(seed).choice(len(retain), retain_eval_cap, False))
+        retain = retain.subset(pos)
+    return ModelSignals(
+        forget=_sig(model, task.forget, device),
+        retain=_sig(model, retain, device),
+        test=_sig(model, task.test, device),
+        test_full=_sig(model, task.test_full, device),
+        forget_test=_sig(model, task.forget_test, device),
+        val=_sig(model, task.val, device),
+    )
+
+
+def tier_a(
+    sig: ModelSignals,
+    *,
+    teacher: ModelSignals | None = None,
+    seed_attack: int = 0,
+) -> dict[str, float]:
+    """Tier-A metrics of one model from its signals (METRICS.md section 1).
+
+    Args:
+        sig: the model's signals.
+        teacher: signals of a freshly initialised twin (ZRF); ZRF is skipped without it.
+        seed_attack: seed of shadow sampling and CV splits.
+    """
+    out: dict[str, float] = {}
+    retain = sig.retain
+    out.update(
+        accuracy_metrics(
+            forget=sig.forget,
+            retain=retain if retain is not None else sig.test,
+            test=sig.test,
+            test_full=sig.test_full,
+            forget_test=sig.forget_test,
+            val=sig.val,
+        )
+    )
+    if retain is None:  # forget-only request: RA and the retain-based attacks are undefined
+        out["acc_retain"] = float("nan")
+    else:
+        out.update(mia_svc(retain, sig.test, sig.forget, seed=seed_attack))
+        out.update(mia_lr_entropy(retain, sig.test_full, sig.forget, seed=seed_attack))
+    unseen = sig.forget_test if sig.forget_test is not None else sig.test_full
+    if unseen is not None and len(unseen) >= 2 and len(sig.forget) >= 2:
+        out.update(mia_lr_loss_cv(sig.forget, unseen, seed=seed_attack))
+    if teacher is not None:
+        out["zrf"] = zrf(sig.forget, teacher.forget)
+        if sig.forget_test is not None and teacher.forget_test is not None:
+            out["zrf_forget_test"] = zrf(sig.forget_test, teacher.forget_test)
+    return out
+
+
+def tier_b(
+    m_u: dict[str, float],
+    m_r: dict[str, float],
+    sig_u: ModelSignals,
+    sig_r: ModelSignals,
+) -> dict[str, float]:
+    """Tier-B comparisons of a model with its paired Retrain (METRICS.md section 2)."""
+    out: dict[str, float] = {}
+    out.update(gaps(m_u, m_r, [k for k in TIER_A_KEYS if k in m_u and k in m_r]))
+    for preset in ("salun", "natmu"):
+        try:
+            out[f"avg_gap_{preset}"] = avg_gap(m_u, m_r, preset)
+        except ValueError:  # the preset's keys are missing (e.g. no retain set)
+            out[f"avg_gap_{preset}"] = float("nan")
+    out.update(signed_gaps(m_u, m_r))
+    for name, fn in (("tow", tow), ("tow_mia", tow_mia)):
+        try:
+            out[name] = fn(m_u, m_r)
+        except ValueError:
+            out[name] = float("nan")
+    out.update(retention(m_u, m_r))
+    out.update(output_distances(sig_u.forget, sig_r.forget, "forget"))
+    out.update(output_distances(sig_u.test, sig_r.test, "test"))
+    if sig_u.retain is not None and sig_r.retain is not None:
+        out.update(output_distances(sig_u.retain, sig_r.retain, "retain"))
+    if "zrf" in m_u and "zrf" in m_r:
+        out["gap_zrf"] = abs(m_u["zrf"] - m_r["zrf"])
+    if "rte_seconds" in m_u and "rte_seconds" in m_r:
+        out["rte_ratio"] = rte_ratio(m_r["rte_seconds"], m_u["rte_seconds"])
+    return out
+
+
+def evaluate(
+    model: nn.Module,
+    task: ForgetTask,
+    *,
+    reference: nn.Module | None = None,
+    reference_prime: nn.Module | None = None,
+    rte_seconds: float | None = None,
+    reference_rte_seconds: float | None = None,
+    model_factory: Callable[[int], nn.Module] | None = None,
+    zrf_teacher_seed: int = 0,
+    seed_attack: int = 0,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Evaluate an (unlearned) model on a task: Tier A, and Tier B against ``reference``.
+
+    Args:
+        model: the model to evaluate (theta_u).
+        task: the forget task.
+        reference: the retrained model theta_r; enables gaps, Avg. Gap, ToW, distances.
+        reference_prime: a second Retrain (another seed); adds the noise floor ``floor_*``.
+        rte_seconds, reference_rte_seconds: run-times of the unlearning and of Retrain.
+        model_factory: ``seed -> fresh model`` for ZRF's random teacher (default: a recursive
+            re-initialisation of a copy of ``model``; ZRF is skipped if that is impossible).
+        zrf_teacher_seed: seed of the ZRF teacher.
+        seed_attack: seed of shadow sampling and CV splits.
+
+    Returns:
+        A flat dict of floats (rates as fractions). Keys of Retrain's own values are prefixed
+        ``ref_``.
+
+    Example:
+        >>> report = uk.evaluate(new, task, reference=retrained)
+        >>> report["avg_gap_salun"]
+    """
+    from ..errors import ConfigError
+    from ..models import reinit_factory
+
+    teacher_sig = None
+    if model_factory is None:
+        try:
+            model_factory = reinit_factory(model)
+        except ConfigError:
+            model_factory = None
+    if model_factory is not None:
+        teacher = model_factory(zrf_teacher_seed)
+        teacher_sig = model_signals(teacher, task, device=device)
+    sig_u = model_signals(model, task, device=device)
+    m_u = tier_a(sig_u, teacher=teacher_sig, seed_attack=seed_attack)
+    if rte_seconds is not None:
+        m_u["rte_seconds"] = float(rte_seconds)
+    if reference is None:
+        return m_u
+    sig_r = model_signals(reference, task, device=device)
+    m_r = tier_a(sig_r, teacher=teacher_sig, seed_attack=seed_attack)
+    if reference_rte_seconds is not None:
+        m_r["rte_seconds"] = float(reference_rte_seconds)
+    out = dict(m_u)
+    out.update(tier_b(m_u, m_r, sig_u, sig_r))
+    out.update({f"ref_{k}": v for k, v in m_r.items()})
+    if reference_prime is not None:
+        sig_r2 = model_signals(reference_prime, task, device=device)
+        m_r2 = tier_a(sig_r2, teacher=teacher_sig, seed_attack=seed_attack)
+        out.update(noise_floor(m_r2, m_r))
+        fb = tier_b(m_r2, m_r, sig_r2, sig_r)
+        for key in ("avg_gap_salun", "avg_gap_natmu", "tow", "tow_mia", "js_to_retrain_forget"):
+            if key in fb:
+                out[f"floor_{key}"] = fb[key]
+    return out

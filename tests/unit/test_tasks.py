@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import unlearnkit as uk
+from unlearnkit.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return uk.datasets.load("digits")
+
+
+def test_random_task_is_seeded_and_partitions_the_training_set(bundle) -> None:
+    t1 = uk.forget_task(bundle, "random", fraction=0.1, seed=0)
+    t2 = uk.forget_task(bundle, "random", fraction=0.1, seed=0)
+    t3 = uk.forget_task(bundle, "random", fraction=0.1, seed=1)
+    assert t1.id == t2.id != t3.id
+    assert t1.n_forget == round(0.1 * len(bundle.train))
+    both = np.concatenate([t1.forget_idx, t1.retain_idx])
+    assert sorted(both.tolist()) == list(range(len(bundle.train)))
+    assert len(t1.test) == len(bundle.test) and t1.forget_test is None
+
+
+def test_stratified_random_keeps_the_class_mix(bundle) -> None:
+    t = uk.forget_task(bundle, "random", fraction=0.2, stratified=True, seed=0)
+    counts = np.bincount(bundle.train.y.numpy()[t.forget_idx], minlength=10)
+    assert counts.max() - counts.min() <= 2
+
+
+def test_class_task_splits_the_test_set(bundle) -> None:
+    t = uk.forget_task(bundle, "class", classes=[3])
+    assert set(bundle.train.y.numpy()[t.forget_idx]) == {3}
+    assert 3 not in set(t.test.y.numpy().tolist())
+    assert set(t.forget_test.y.numpy().tolist()) == {3}
+    assert len(t.test) + len(t.forget_test) == len(t.test_full)
+
+
+def test_indices_from_list_and_files(bundle, tmp_path) -> None:
+    t = uk.forget_task(bundle, "indices", indices=[5, 1, 9])
+    assert t.forget_idx.tolist() == [1, 5, 9]
+    (tmp_path / "i.json").write_text(json.dumps([1, 5, 9]))
+    (tmp_path / "i.txt").write_text("1, 5\n9\n")
+    np.save(tmp_path / "i.npy", np.array([9, 5, 1]))
+    for name in ("i.json", "i.txt", "i.npy"):
+        assert uk.forget_task(bundle, "indices", indices=tmp_path / name).id == t.id
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"scenario": "random", "fraction": 0.0}, r"\(0, 1\)"),
+        ({"scenario": "random", "fraction": 1.0}, r"\(0, 1\)"),
+        ({"scenario": "random", "count": 0}, "empty"),
+        ({"scenario": "random", "count": 100000}, "cannot forget all"),
+        ({"scenario": "random"}, "exactly one"),
+        ({"scenario": "class", "classes": [10]}, "do not exist"),
+        ({"scenario": "class", "classes": list(range(10))}, "every class"),
+        ({"scenario": "class"}, "needs classes"),
+        ({"scenario": "indices", "indices": []}, "empty"),
+        ({"scenario": "indices", "indices": [1, 1]}, "duplicate"),
+        ({"scenario": "indices", "indices": [-1]}, "out of range"),
+        ({"scenario": "indices", "indices": [10**6]}, "out of range"),
+        ({"scenario": "indices", "indices": "/no/such/file.txt"}, "not found"),
+        ({"scenario": "weird"}, "unknown scenario"),
+    ],
+)
+def test_bad_tasks_raise_data_errors(bundle, kwargs, match) -> None:
+    with pytest.raises(DataError, match=match):
+        uk.forget_task(bundle, **kwargs)
+
+
+def test_whole_training_set_is_refused(bundle) -> None:
+    with pytest.raises(DataError, match="cannot forget all"):
+        uk.forget_task(bundle, "indices", indices=list(range(len(bundle.train))))
+
+
+def test_forget_only_task_has_no_retain_data(bundle) -> None:
+    t = uk.forget_task(bundle, "random", fraction=0.1).forget_only()
+    assert t.retain is None and t.train_full is None and len(t.forget) == t.n_forget
