@@ -14,6 +14,7 @@ from unlearnkit.errors import AccessError, ConfigError
 from unlearnkit.methods import AccessSpec, BaseConfig, register_method
 from unlearnkit.methods._loop import epochs, make_optimizer, steps
 from unlearnkit.methods._registry import unregister_method
+from unlearnkit.optim import OptimizerSpec
 from unlearnkit.testing import TINY_RECIPE, tiny_bundle, tiny_task, trained_tiny_model
 
 
@@ -148,3 +149,14 @@ def test_gradient_ascent_raises_forget_loss_and_finetune_keeps_retain_accuracy()
     with torch.no_grad():
         acc = (ft(task.retain.x).argmax(1) == task.retain.y).float().mean().item()
     assert acc > 0.8
+
+
+@dataclass(frozen=True)
+class _AdamConfig(BaseConfig):
+    optimizer: OptimizerSpec = OptimizerSpec(name="adamw", lr=1e-3, weight_decay=0.0)
+
+
+def test_optimizer_shortcuts_keep_the_method_default_optimizer() -> None:
+    cfg = _AdamConfig.from_dict({"lr": 0.5})
+    assert cfg.optimizer.name == "adamw" and cfg.optimizer.lr == 0.5
+    assert cfg.optimizer.weight_decay == 0.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import finetune, gradient_ascent, jit, retrain, ugradsl  # noqa: F401  (registration side effects)
+from . import finetune, gradient_ascent, jit, natmu, retrain, ugradsl  # noqa: F401  (registration side effects)
 from ._registry import MethodSpec, describe_method, get_method, list_methods, register_method
 from .base import (
     ACCESS_LEVELS,

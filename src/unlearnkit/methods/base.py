@@ -291,10 +291,17 @@ class BaseConfig:
                 nested.setdefault(key, {}).update(val)
             else:
                 merged[key] = val
+        defaults = {f.name: f for f in dataclasses.fields(cls)}
         for head, sub in nested.items():
             if head not in own:
                 raise ConfigError(f"unknown config key {head!r} for {cls.__name__}")
             current = merged.get(head)
+            if current is None:
+                # Start from *this class's* default (e.g. AdamW), not the spec's generic one.
+                f = defaults[head]
+                current = f.default if f.default is not dataclasses.MISSING else None
+                if current is None and f.default_factory is not dataclasses.MISSING:
+                    current = f.default_factory()
             if current is None:
                 current = {}
             elif dataclasses.is_dataclass(current):
