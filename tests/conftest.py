@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+# The test models are tiny: one thread is faster than two fighting over a shared CPU.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything():

@@ -121,7 +121,6 @@ def run_benchmark(
     factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
     factory(0)  # fail early on bad model options
     bank = OracleBank(out / "bank")
-    entries = spec.method_entries()
     with ResultStore(out / "results.db") as store:
         store.set_meta("spec", _spec_record(spec))
         store.set_meta("dataset", bundle.describe())
@@ -129,6 +128,7 @@ def run_benchmark(
         for sc in spec.scenarios:
             task = forget_task(bundle, **sc.task_kwargs())
             store.set_meta(f"task:{sc.name}", task.describe())
+            entries = spec.method_entries(sc)
             for rep in spec.seeds:
                 _run_replicate(
                     spec, sc.name, task, rep, entries, factory, bank, store, summary, say, device

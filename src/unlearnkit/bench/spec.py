@@ -35,6 +35,7 @@ class ScenarioSpec:
     indices: tuple[int, ...] | None = None
     stratified: bool = False
     seed: int = 0
+    method_config: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def task_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"scenario": self.scenario, "seed": self.seed}
@@ -110,8 +111,12 @@ class BenchSpec:
     zrf_teacher_seed: int = 12345
     sweeps: tuple[SweepSpec, ...] = ()
 
-    def method_entries(self) -> list[MethodEntry]:
-        """The resolved list of methods (Retrain excluded: it is the reference row)."""
+    def method_entries(self, scenario: ScenarioSpec | None = None) -> list[MethodEntry]:
+        """The resolved list of methods (Retrain excluded: it is the reference row).
+
+        Config precedence: preset < ``method_config`` < the scenario's ``method_config`` <
+        the entry's own ``config``.
+        """
         if self.methods == "all":
             entries = []
             for name in list_methods():
@@ -124,7 +129,9 @@ class BenchSpec:
             entries = list(self.methods)
         out = []
         for e in entries:
-            extra = self.method_config.get(e.method, {})
+            extra = dict(self.method_config.get(e.method, {}))
+            if scenario is not None:
+                extra.update(scenario.method_config.get(e.method, {}))
             out.append(dataclasses.replace(e, config={**extra, **e.config}) if extra else e)
         return out
 
@@ -137,10 +144,15 @@ class BenchSpec:
         labels = [s.name for s in self.scenarios]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"scenario names must be unique, got {labels}")
-        for e in self.method_entries():
-            if e.method == "retrain":
-                raise ConfigError("'retrain' is the reference row of every table; do not list it")
-            get_method(e.method).make_config(e.config, preset=e.preset)
+        for sc in (None, *self.scenarios):
+            for e in self.method_entries(sc):
+                if e.method == "retrain":
+                    raise ConfigError(
+                        "'retrain' is the reference row of every table; do not list it"
+                    )
+                get_method(e.method).make_config(e.config, preset=e.preset)
+            for name in sc.method_config if sc is not None else ():
+                get_method(name)
         for name in self.method_config:
             get_method(name)
         for sw in self.sweeps:

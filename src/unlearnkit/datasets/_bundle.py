@@ -38,8 +38,12 @@ class Normalization:
         shape = [1] * x.dim()
         if x.dim() >= 2:
             shape[1] = -1  # channels (images) or features (vectors)
-        mean = torch.tensor(self.mean if self.mean is not None else (0.0,), dtype=x.dtype)
-        std = torch.tensor(self.std if self.std is not None else (1.0,), dtype=x.dtype)
+        mean = torch.tensor(
+            self.mean if self.mean is not None else (0.0,), dtype=x.dtype, device=x.device
+        )
+        std = torch.tensor(
+            self.std if self.std is not None else (1.0,), dtype=x.dtype, device=x.device
+        )
         if mean.numel() > 1 and x.dim() >= 2:
             mean, std = mean.view(shape), std.view(shape)
         return mean, std

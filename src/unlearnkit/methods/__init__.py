@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from . import finetune, gradient_ascent, jit, natmu, retrain, ugradsl  # noqa: F401  (registration side effects)
+from . import (  # noqa: F401  (registration side effects, in table order)
+    bad_teacher,
+    boundary_expanding,
+    boundary_shrink,
+    finetune,
+    gradient_ascent,
+    jit,
+    natmu,
+    retrain,
+    scrub,
+    ssd,
+    ugradsl,
+)
 from ._registry import MethodSpec, describe_method, get_method, list_methods, register_method
 from .base import (
     ACCESS_LEVELS,
