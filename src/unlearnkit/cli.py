@@ -41,7 +41,9 @@ def _parse_sets(pairs: list[str]) -> dict[str, dict[str, Any]]:
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from exc
         if "." not in key:
-            raise ConfigError(f"--set key must be METHOD.FIELD (e.g. finetune.lr=0.01), got {key!r}")
+            raise ConfigError(
+                f"--set key must be METHOD.FIELD (e.g. finetune.lr=0.01), got {key!r}"
+            )
         method, field = key.split(".", 1)
         out.setdefault(method, {})[field] = value
     return out
@@ -66,7 +68,7 @@ def bench(
     detail: bool = typer.Option(False, "--detail", help="Also print the detail tables."),
 ) -> None:
     """Run a benchmark (resumable), print the tables, write OUT/results.db and OUT/report.md."""
-    from .bench.report import render_markdown, tables_md
+    from .bench.report import aggregate, tables_md
     from .bench.runner import run_benchmark
     from .bench.spec import MethodEntry, default_spec, load_spec
     from .bench.store import ResultStore
@@ -95,10 +97,8 @@ def bench(
             spec = dataclasses.replace(spec, methods=tuple(entries))
         spec.validate()
         summary = run_benchmark(spec, out, echo=lambda m: typer.echo(m, err=True))
+        _refresh_report(out)
         with ResultStore(out / "results.db") as store:
-            from .bench.report import aggregate
-
-            (out / "report.md").write_text(render_markdown(store))
             typer.echo(tables_md(aggregate(store), detail=detail))
     except UnlearnKitError as exc:
         _fail(str(exc))
@@ -203,6 +203,68 @@ def describe(
         typer.echo("search space:")
         for k, v in d["search_space"].items():
             typer.echo(f"  {k}: {v}")
+
+
+@app.command()
+def audit(
+    method: str = typer.Option(..., "--method", help="Method to audit (name or alias)."),
+    kind: str = typer.Option("epsilon", "--kind", help="epsilon, ulira or rmia."),
+    models: int = typer.Option(
+        16,
+        "--models",
+        help="N: unlearned and retrained models (epsilon), shadow splits "
+        "(ulira) or reference models (rmia).",
+    ),
+    scenario: str | None = typer.Option(
+        None, "--scenario", help="Scenario name of the spec (default: its first)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override the method's config: FIELD=VALUE (repeatable)."
+    ),
+    spec_path: Path | None = typer.Option(
+        None, "--spec", help="Benchmark spec (default: the built-in digits spec)."
+    ),
+    out: Path = typer.Option(Path("unlearnkit-results"), "--out", help="Run directory."),
+) -> None:
+    """Run a strong audit (METRICS.md tier C) of a method beside the same audit of Retrain."""
+    from .audit.report import format_audit_text
+    from .audit.runner import run_audit
+    from .bench.spec import load_spec
+
+    try:
+        config: dict[str, Any] = {}
+        for pair in set_:
+            key, _, raw = pair.partition("=")
+            if not _ or not key:
+                raise ConfigError(f"--set expects FIELD=VALUE, got {pair!r}")
+            config[key] = yaml.safe_load(raw)
+        spec = load_spec(spec_path) if spec_path is not None else None
+        result = run_audit(
+            method=method,
+            kind=kind,
+            n_models=models,
+            scenario=scenario,
+            config=config,
+            spec=spec,
+            out_dir=out,
+            echo=lambda m: typer.echo(m, err=True),
+        )
+        _refresh_report(out)
+    except UnlearnKitError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: trained models are kept in the bank; rerun to resume", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(format_audit_text(result))
+
+
+def _refresh_report(out: Path) -> None:
+    """Rewrite OUT/report.md from the store (benchmark tables, claims, audits)."""
+    from .bench.report import render_markdown
+    from .bench.store import ResultStore
+
+    with ResultStore(out / "results.db") as store:
+        (out / "report.md").write_text(render_markdown(store))
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from ..metrics.functional.gaps import avg_gap_trial_mean
 from ..metrics.functional.stats import mean_std
 from .store import CellRow, ResultStore
 
-__all__ = ["aggregate", "memorisation", "render", "SUMMARY_KEYS"]
+__all__ = ["SUMMARY_KEYS", "aggregate", "memorisation", "render"]
 
 #: The columns of the headline table and of the JSON/CSV output: (key, header, kind).
 SUMMARY_KEYS: tuple[tuple[str, str, str], ...] = (
@@ -220,8 +220,22 @@ def memorisation_md(mem: list[dict]) -> str:
 
 
 SectionFn = Callable[[ResultStore, list[dict]], str]
-#: Extra report sections (title, function); other modules register theirs (claims, audits).
-EXTRA_SECTIONS: list[tuple[str, SectionFn]] = []
+
+
+def _extra_sections() -> list[tuple[str, SectionFn]]:
+    """The sections after the results tables (each renders nothing when it has no data)."""
+    from .claims import claims_md, sweeps_md
+
+    sections: list[tuple[str, SectionFn]] = [
+        ("Paper claims", claims_md),
+        ("Sensitivity sweeps", sweeps_md),
+    ]
+    try:
+        from ..audit.report import audit_section_md
+    except ImportError:  # the audit package is optional at this stage
+        return sections
+    sections.append(("Audits", lambda store, _records: audit_section_md(store)))
+    return sections
 
 
 def render_markdown(store: ResultStore) -> str:
@@ -248,7 +262,7 @@ def render_markdown(store: ResultStore) -> str:
         parts.append(memorisation_md(mem) + "\n")
     parts.append("## Results\n")
     parts.append(tables_md(records))
-    for title, fn in EXTRA_SECTIONS:
+    for title, fn in _extra_sections():
         body = fn(store, records)
         if body:
             parts.append(f"## {title}\n\n{body}\n")
