@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..data import BatchLoader, cycle
+from ..data import BatchLoader, DataView, cycle
 from ..optim import build_optimizer, build_scheduler
 from .base import BaseConfig, RunContext
 
@@ -21,6 +22,7 @@ __all__ = [
     "penultimate_features",
     "set_train_mode",
     "steps",
+    "supervised_epochs",
 ]
 
 
@@ -97,3 +99,38 @@ def penultimate_features(model: nn.Module) -> Iterator[list[torch.Tensor]]:
         yield captured
     finally:
         handle.remove()
+
+
+def supervised_epochs(
+    model: nn.Module,
+    view: DataView,
+    config: BaseConfig,
+    ctx: RunContext,
+    *,
+    penalty: Callable[[int, nn.Module], torch.Tensor | None] | None = None,
+) -> None:
+    """``config.epochs`` passes of cross-entropy on ``view`` (shuffled, augmented per
+    ``config.augment_retain``), with an optional ``penalty(epoch, model)`` added to each batch
+    loss (``None`` adds nothing). The optimizer and schedule come from ``config``."""
+    loader = view.loader(
+        config.batch_size,
+        shuffle=True,
+        augment=config.augment_retain,
+        generator=ctx.generator,
+        device=ctx.device,
+    )
+    opt = make_optimizer(model, config)
+    sched = make_scheduler(opt, config, len(loader))
+    set_train_mode(model, freeze_bn_stats=config.freeze_bn_stats)
+    for epoch in epochs(ctx, config.epochs):
+        for xb, yb in steps(loader, ctx):
+            loss = F.cross_entropy(model(xb), yb)
+            extra = penalty(epoch, model) if penalty is not None else None
+            if extra is not None:
+                loss = loss + extra
+            if not ctx.step(opt, loss):
+                break
+            if sched is not None and config.scheduler.per_step:
+                sched.step()
+        if sched is not None and not config.scheduler.per_step:
+            sched.step()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import nn
 
 from ..data import DataViews
 from ..optim import OptimizerSpec
-from ._loop import epochs, make_optimizer, make_scheduler, set_train_mode, steps
+from ._loop import supervised_epochs
 from ._registry import register_method
 from .base import AccessSpec, BaseConfig, RunContext, int_range, loguniform
 
@@ -21,28 +20,6 @@ class FinetuneConfig(BaseConfig):
     epochs: int = 10
     batch_size: int = 256
     optimizer: OptimizerSpec = OptimizerSpec(lr=0.01)
-
-
-def ce_epochs(model: nn.Module, view, config: BaseConfig, ctx: RunContext) -> None:
-    """``config.epochs`` passes of cross-entropy on ``view`` with the recipe's augmentation."""
-    loader = view.loader(
-        config.batch_size,
-        shuffle=True,
-        augment=config.augment_retain,
-        generator=ctx.generator,
-        device=ctx.device,
-    )
-    opt = make_optimizer(model, config)
-    sched = make_scheduler(opt, config, len(loader))
-    set_train_mode(model, freeze_bn_stats=config.freeze_bn_stats)
-    for _ in epochs(ctx, config.epochs):
-        for xb, yb in steps(loader, ctx):
-            if not ctx.step(opt, F.cross_entropy(model(xb), yb)):
-                break
-            if sched is not None and config.scheduler.per_step:
-                sched.step()
-        if sched is not None and not config.scheduler.per_step:
-            sched.step()
 
 
 @register_method(
@@ -63,5 +40,5 @@ def finetune(model: nn.Module, data: DataViews, config: FinetuneConfig, *, ctx: 
     Reference: OPTML-Group/Unlearn-Saliency ``unlearn/FT.py``. Objective:
     ``min_theta mean_{B_r} CE(f_theta(x_r), y_r)`` for E epochs, train mode, augmentation on.
     """
-    ce_epochs(model, data.retain, config, ctx)
+    supervised_epochs(model, data.retain, config, ctx)
     return model

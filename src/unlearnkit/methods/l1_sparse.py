@@ -6,13 +6,12 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data import DataViews
 from ..errors import ConfigError, DataError
 from ..optim import OptimizerSpec
-from ._loop import epochs, make_optimizer, make_scheduler, set_train_mode, steps
+from ._loop import supervised_epochs
 from ._registry import register_method
 from .base import AccessSpec, BaseConfig, RunContext, int_range, loguniform
 
@@ -98,28 +97,11 @@ def l1_sparse(model: nn.Module, data: DataViews, config: L1SparseConfig, *, ctx:
     retain = data.retain
     if retain is None or len(retain) == 0:
         raise DataError("l1_sparse needs a non-empty retain set")
-    loader = retain.loader(
-        config.batch_size,
-        shuffle=True,
-        augment=config.augment_retain,
-        generator=ctx.generator,
-        device=ctx.device,
-    )
-    opt = make_optimizer(model, config)
-    sched = make_scheduler(opt, config, len(loader))
     schedule = l1_schedule(config.gamma, config.epochs, config.no_l1_epochs)
     ctx.info["l1_schedule"] = schedule
-    set_train_mode(model, freeze_bn_stats=config.freeze_bn_stats)
-    for e in epochs(ctx, config.epochs):
-        gamma_e = schedule[e]
-        for xb, yb in steps(loader, ctx):
-            loss = F.cross_entropy(model(xb), yb)
-            if gamma_e > 0:
-                loss = loss + gamma_e * l1_norm(model)
-            if not ctx.step(opt, loss):
-                break
-            if sched is not None and config.scheduler.per_step:
-                sched.step()
-        if sched is not None and not config.scheduler.per_step:
-            sched.step()
+
+    def penalty(epoch: int, m: nn.Module) -> torch.Tensor | None:
+        return schedule[epoch] * l1_norm(m) if schedule[epoch] > 0 else None
+
+    supervised_epochs(model, retain, config, ctx, penalty=penalty)
     return model
