@@ -15,6 +15,7 @@ from torch import nn
 from .data import DataViews
 from .errors import AccessError, ConfigError
 from .methods import BaseConfig, MethodResult, RunContext, get_method
+from .methods.base import frozen_copy
 from .models import reinit_factory
 from .tasks import ForgetTask
 from .training import TrainRecipe
@@ -174,26 +175,16 @@ def run_unlearning(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     work = model if inplace else copy.deepcopy(model)
     work.to(dev)
-    original = copy.deepcopy(model).to(dev).eval()
-    for p in original.parameters():
-        p.requires_grad_(False)
     grad_flags = {name: p.requires_grad for name, p in work.named_parameters()}
     hooks_before = _hook_state(work)
-    bundle = task.bundle
-    ctx = RunContext(
-        model=work,
-        device=dev,
-        generator=torch.Generator().manual_seed(seed),
+    ctx = RunContext.for_task(
+        work,
+        task,
         seed=seed,
-        num_classes=bundle.num_classes,
-        input_shape=tuple(bundle.input_shape),
-        scenario=task.scenario,
-        image_shape=bundle.image_shape,
-        normalization=bundle.normalization,
-        forget_classes=task.forget_classes,
+        device=dev,
+        original_model=frozen_copy(model).to(dev),
         model_factory=model_factory,
         train_recipe=recipe,
-        original_model=original,
         cache=cache if cache is not None else {},
         logger=logging.getLogger(f"unlearnkit.methods.{spec.name}"),
         time_budget_s=time_budget_s,

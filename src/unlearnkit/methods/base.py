@@ -35,6 +35,7 @@ __all__ = [
     "MethodResult",
     "RunContext",
     "choice",
+    "frozen_copy",
     "int_range",
     "loguniform",
     "uniform",
@@ -353,6 +354,23 @@ class BaseConfig:
 # Run context
 
 
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy in eval mode with ``requires_grad=False`` (teachers, theta_o)."""
+    import copy
+
+    out = copy.deepcopy(model).eval()
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
 @dataclass
 class MethodResult:
     """What a method may return instead of a bare model: the model plus diagnostics."""
@@ -391,6 +409,39 @@ class RunContext:
     max_grad_norm: float | None = None
     snapshot_every: int = 1
     info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_task(
+        cls,
+        model: nn.Module,
+        task: Any,
+        *,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        original_model: nn.Module | None = None,
+        **fields: Any,
+    ) -> RunContext:
+        """A context for running a method on ``task`` (what the front door builds).
+
+        ``original_model`` defaults to a frozen eval-mode copy of ``model``; any other field
+        (``model_factory``, ``train_recipe``, ``cache``, ``max_steps``...) can be given.
+        """
+        dev = torch.device(device) if device is not None else _device_of(model)
+        bundle = task.bundle
+        return cls(
+            model=model,
+            device=dev,
+            generator=torch.Generator().manual_seed(seed),
+            seed=seed,
+            num_classes=bundle.num_classes,
+            input_shape=tuple(bundle.input_shape),
+            scenario=task.scenario,
+            image_shape=bundle.image_shape,
+            normalization=bundle.normalization,
+            forget_classes=task.forget_classes,
+            original_model=original_model if original_model is not None else frozen_copy(model),
+            **fields,
+        )
 
     def __post_init__(self) -> None:
         self.steps = 0

@@ -59,21 +59,7 @@ def tiny():
 
 
 def _ctx(model: nn.Module, bundle, task, seed: int = 0) -> RunContext:
-    original = copy.deepcopy(model).eval()
-    for p in original.parameters():
-        p.requires_grad_(False)
-    return RunContext(
-        model=model,
-        device=torch.device("cpu"),
-        generator=torch.Generator().manual_seed(seed),
-        seed=seed,
-        num_classes=bundle.num_classes,
-        input_shape=tuple(bundle.input_shape),
-        scenario=task.scenario,
-        normalization=bundle.normalization,
-        forget_classes=task.forget_classes,
-        original_model=original,
-    )
+    return RunContext.for_task(model, task, seed=seed)
 
 
 def _acc(model: nn.Module, view) -> float:

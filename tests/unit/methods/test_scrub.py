@@ -15,6 +15,7 @@ from unlearnkit.api import run_unlearning
 from unlearnkit.data import DataViews
 from unlearnkit.errors import AccessError, ConfigError
 from unlearnkit.methods import RunContext, get_method
+from unlearnkit.methods.base import frozen_copy
 from unlearnkit.methods.scrub import (
     ScrubConfig,
     _forget_validation,
@@ -33,19 +34,8 @@ def tiny():
 
 
 def _ctx(model: nn.Module, bundle, task, seed: int = 0, teacher: nn.Module | None = None):
-    original = copy.deepcopy(teacher if teacher is not None else model).eval()
-    for p in original.parameters():
-        p.requires_grad_(False)
-    return RunContext(
-        model=model,
-        device=torch.device("cpu"),
-        generator=torch.Generator().manual_seed(seed),
-        seed=seed,
-        num_classes=bundle.num_classes,
-        input_shape=tuple(bundle.input_shape),
-        scenario=task.scenario,
-        forget_classes=task.forget_classes,
-        original_model=original,
+    return RunContext.for_task(
+        model, task, seed=seed, original_model=frozen_copy(teacher) if teacher is not None else None
     )
 
 

@@ -37,17 +37,7 @@ def tiny_bn():
 
 
 def _ctx(model: nn.Module, bundle, task, cache: dict | None = None) -> RunContext:
-    return RunContext(
-        model=model,
-        device=torch.device("cpu"),
-        generator=torch.Generator().manual_seed(0),
-        seed=0,
-        num_classes=bundle.num_classes,
-        input_shape=tuple(bundle.input_shape),
-        scenario=task.scenario,
-        forget_classes=task.forget_classes,
-        cache=cache if cache is not None else {},
-    )
+    return RunContext.for_task(model, task, cache=cache if cache is not None else {})
 
 
 def _views(task) -> DataViews:
