@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (registration side effects, in table order)
     boundary_expanding,
     boundary_shrink,
     finetune,
+    fisher,
     gradient_ascent,
     jit,
     l1_sparse,
