@@ -66,6 +66,9 @@ def bench(
         [], "--set", help="Override a method's config: METHOD.FIELD=VALUE (repeatable)."
     ),
     detail: bool = typer.Option(False, "--detail", help="Also print the detail tables."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="torch threads (default: the spec's setting)."
+    ),
 ) -> None:
     """Run a benchmark (resumable), print the tables, write OUT/results.db and OUT/report.md."""
     from .bench.report import aggregate, tables_md
@@ -79,6 +82,8 @@ def bench(
             spec = spec.quick()
         if seeds is not None:
             spec = dataclasses.replace(spec, seeds=tuple(range(seeds)))
+        if threads is not None:
+            spec = dataclasses.replace(spec, threads=threads)
         overrides = _parse_sets(set_)
         if overrides:
             merged = {k: dict(v) for k, v in spec.method_config.items()}

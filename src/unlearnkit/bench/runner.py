@@ -113,6 +113,17 @@ def run_benchmark(
     retrains are cached in ``out_dir/bank`` so an interrupted run resumes cheaply.
     """
     say = echo or (lambda msg: log.info(msg))
+    threads_before = torch.get_num_threads()
+    if spec.threads is not None:
+        # Small models run fastest on one thread; several fight over a shared CPU.
+        torch.set_num_threads(spec.threads)
+    try:
+        return _run(spec, out_dir, say, device)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(spec: BenchSpec, out_dir: str | Path, say: Callable[[str], None], device) -> RunSummary:
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

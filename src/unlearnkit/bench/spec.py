@@ -110,6 +110,7 @@ class BenchSpec:
     seed_attack: int = 0
     zrf_teacher_seed: int = 12345
     sweeps: tuple[SweepSpec, ...] = ()
+    threads: int | None = None
 
     def method_entries(self, scenario: ScenarioSpec | None = None) -> list[MethodEntry]:
         """The resolved list of methods (Retrain excluded: it is the reference row).
@@ -139,6 +140,8 @@ class BenchSpec:
         """Check that every method, preset and config resolves (raises ConfigError)."""
         if not self.scenarios:
             raise ConfigError("the spec lists no scenarios")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 or null, got {self.threads}")
         if not self.seeds:
             raise ConfigError("the spec lists no seeds")
         labels = [s.name for s in self.scenarios]
