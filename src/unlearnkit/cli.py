@@ -230,6 +230,9 @@ def audit(
         None, "--spec", help="Benchmark spec (default: the built-in digits spec)."
     ),
     out: Path = typer.Option(Path("unlearnkit-results"), "--out", help="Run directory."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="torch threads (default: the spec's setting)."
+    ),
 ) -> None:
     """Run a strong audit (METRICS.md tier C) of a method beside the same audit of Retrain."""
     from .audit.report import format_audit_text
@@ -253,6 +256,7 @@ def audit(
             spec=spec,
             out_dir=out,
             echo=lambda m: typer.echo(m, err=True),
+            threads=threads,
         )
         _refresh_report(out)
     except UnlearnKitError as exc:
