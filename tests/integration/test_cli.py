@@ -21,8 +21,15 @@ runner = CliRunner()
 
 TINY_SPEC = {
     "name": "tiny",
-    "dataset": {"name": "synthetic", "n_train": 160, "n_val": 40, "n_test": 80,
-                "num_classes": 4, "input_shape": [1, 6, 6], "seed": 0},
+    "dataset": {
+        "name": "synthetic",
+        "n_train": 160,
+        "n_val": 40,
+        "n_test": 80,
+        "num_classes": 4,
+        "input_shape": [1, 6, 6],
+        "seed": 0,
+    },
     "model": {"arch": "mlp", "hidden": [32]},
     "recipe": {"epochs": 8, "batch_size": 32, "lr": 0.05},
     "scenarios": [
@@ -90,10 +97,12 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, args, message) -> None
     subs = {
         "tmp": str(tmp_path),
         "bad_key": _bad_spec(tmp_path, seedz=[0]),
-        "bad_indices": _bad_spec(tmp_path, scenarios=[
-            {"name": "x", "scenario": "indices", "indices": [100000]}]),
-        "bad_class": _bad_spec(tmp_path, name="c", scenarios=[
-            {"name": "x", "scenario": "class", "classes": [9]}]),
+        "bad_indices": _bad_spec(
+            tmp_path, scenarios=[{"name": "x", "scenario": "indices", "indices": [100000]}]
+        ),
+        "bad_class": _bad_spec(
+            tmp_path, name="c", scenarios=[{"name": "x", "scenario": "class", "classes": [9]}]
+        ),
         "bad_value": _bad_spec(tmp_path, recipe={"epochs": -2}),
     }
     result = runner.invoke(app, [a.format(**subs) for a in args])
@@ -141,13 +150,15 @@ def test_bench_resumes_without_recomputing_and_reports(tmp_path: Path, spec_file
 def test_killed_bench_resumes_to_the_same_rows(tmp_path: Path, spec_file: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "unlearnkit", "bench", str(spec_file)]
-    full = subprocess.run([*cmd, "--out", str(tmp_path / "full")], env=env,
-                          capture_output=True, timeout=600)
+    full = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "full")], env=env, capture_output=True, timeout=600
+    )
     assert full.returncode == 0, full.stderr.decode()
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     db = out / "results.db"
     deadline = time.time() + 300
     while time.time() < deadline:  # kill once some but not all cells are stored

@@ -33,8 +33,9 @@ def test_digits_normalisation_round_trips_to_integer_pixels() -> None:
 
 
 def test_synthetic_shapes_and_label_noise() -> None:
-    b = uk.datasets.load("synthetic", n_train=100, n_test=20, n_val=0, num_classes=3,
-                         input_shape=(2, 4, 4), seed=1)
+    b = uk.datasets.load(
+        "synthetic", n_train=100, n_test=20, n_val=0, num_classes=3, input_shape=(2, 4, 4), seed=1
+    )
     assert b.train.x.shape == (100, 2, 4, 4) and b.val is None and b.image_shape == (2, 4, 4)
     clean = uk.datasets.load("synthetic", n_train=200, seed=3)
     noisy = uk.datasets.load("synthetic", n_train=200, seed=3, label_noise=0.25)
@@ -51,12 +52,17 @@ def test_synthetic_shapes_and_label_noise() -> None:
     ],
 )
 def test_from_arrays_rejects_bad_input(kwargs, match) -> None:
-    args = {"x_train": np.zeros((3, 2)), "y_train": np.array([0, 1, 1]),
-            "x_test": np.zeros((2, 2)), "y_test": np.array([0, 1])}
+    args = {
+        "x_train": np.zeros((3, 2)),
+        "y_train": np.array([0, 1, 1]),
+        "x_test": np.zeros((2, 2)),
+        "y_test": np.array([0, 1]),
+    }
     args.update(kwargs)
     with pytest.raises(DataError, match=match):
-        uk.datasets.from_arrays(args.pop("x_train"), args.pop("y_train"), args.pop("x_test"),
-                                args.pop("y_test"), **args)
+        uk.datasets.from_arrays(
+            args.pop("x_train"), args.pop("y_train"), args.pop("x_test"), args.pop("y_test"), **args
+        )
 
 
 def test_from_torch_and_npz_round_trip(tmp_path) -> None:

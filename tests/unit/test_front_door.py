@@ -44,10 +44,12 @@ def _sleep(model, data, config, *, ctx):
 @pytest.fixture(autouse=True, scope="module")
 def _test_methods():
     """Register two throw-away methods for this module only."""
-    register_method("_test_explode", config=_ExplodeConfig,
-                    access=AccessSpec(level="forget_only"))(_explode)
-    register_method("_test_sleep", config=BaseConfig, access=AccessSpec(level="forget_only"),
-                    no_identity=True)(_sleep)
+    register_method("_test_explode", config=_ExplodeConfig, access=AccessSpec(level="forget_only"))(
+        _explode
+    )
+    register_method(
+        "_test_sleep", config=BaseConfig, access=AccessSpec(level="forget_only"), no_identity=True
+    )(_sleep)
     yield
     unregister_method("_test_explode")
     unregister_method("_test_sleep")
@@ -120,11 +122,18 @@ def test_retrain_through_the_front_door_matches_the_engine() -> None:
     task = tiny_task(b)
     from unlearnkit.testing import tiny_factory
 
-    out = uk.unlearn(trained_tiny_model(b), task, "retrain", recipe=TINY_RECIPE,
-                     model_factory=tiny_factory(b), seed=4)
+    out = uk.unlearn(
+        trained_tiny_model(b),
+        task,
+        "retrain",
+        recipe=TINY_RECIPE,
+        model_factory=tiny_factory(b),
+        seed=4,
+    )
     direct = uk.train(tiny_factory(b)(4), task.retain, TINY_RECIPE, seed=4)
-    assert all(torch.equal(a, c) for a, c in zip(out.state_dict().values(),
-                                                 direct.state_dict().values()))
+    assert all(
+        torch.equal(a, c) for a, c in zip(out.state_dict().values(), direct.state_dict().values())
+    )
 
 
 def test_finetune_never_reads_the_forget_set_and_ga_never_reads_retain() -> None:

@@ -18,11 +18,11 @@ def test_training_is_deterministic_and_leaves_global_rng_alone() -> None:
     assert torch.equal(state, torch.random.get_rng_state())
     m2 = uk.train(tiny_model(b), b.train, recipe, seed=5)
     m3 = uk.train(tiny_model(b), b.train, recipe, seed=6)
-    for (k, v1), v2, v3 in zip(m1.state_dict().items(), m2.state_dict().values(),
-                               m3.state_dict().values()):
+    for (k, v1), v2 in zip(m1.state_dict().items(), m2.state_dict().values()):
         assert torch.equal(v1, v2), k
-    assert any(not torch.equal(a, c) for a, c in zip(m1.state_dict().values(),
-                                                     m3.state_dict().values()))
+    assert any(
+        not torch.equal(a, c) for a, c in zip(m1.state_dict().values(), m3.state_dict().values())
+    )
     assert not m1.training
 
 
@@ -36,8 +36,7 @@ def test_the_net_learns_digits() -> None:
 
 def test_cosine_schedule_and_adam_run() -> None:
     b = tiny_bundle()
-    recipe = uk.TrainRecipe(optimizer="adamw", lr=1e-2, schedule="cosine", epochs=2,
-                            batch_size=32)
+    recipe = uk.TrainRecipe(optimizer="adamw", lr=1e-2, schedule="cosine", epochs=2, batch_size=32)
     uk.train(tiny_model(b), b.train, recipe, seed=0)
 
 
@@ -53,8 +52,9 @@ def test_recipe_validation_and_hash() -> None:
 class _Nested(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.stage = nn.Sequential(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)),
-                                   nn.Linear(4, 2))
+        self.stage = nn.Sequential(
+            nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), nn.Linear(4, 2)
+        )
 
 
 def test_reinit_resets_every_depth_and_refuses_bare_parameters() -> None:

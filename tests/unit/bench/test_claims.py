@@ -11,8 +11,9 @@ from unlearnkit.bench.report import aggregate, memorisation, render
 from unlearnkit.bench.store import CellRow, ResultStore
 
 
-def _put(store, kind, method, seed, access="forget_and_retain", label=None, scenario="s",
-         **metrics):
+def _put(
+    store, kind, method, seed, access="forget_and_retain", label=None, scenario="s", **metrics
+):
     key = f"{scenario}-{kind}-{label or method}-{seed}"
     store.put(CellRow(key, kind, scenario, label or method, method, access, seed, metrics, {}))
 
@@ -20,30 +21,78 @@ def _put(store, kind, method, seed, access="forget_and_retain", label=None, scen
 @pytest.fixture()
 def store(tmp_path: Path):
     s = ResultStore(tmp_path / "results.db")
-    for seed, (ug, ga, ugp, ft, nat_fa, ga_fa, jit, best_ta) in enumerate([
-        (0.010, 0.050, 0.005, 0.030, -0.01, -0.20, 0.040, 0.95),
-        (0.012, 0.060, 0.006, 0.031, 0.00, -0.25, 0.045, 0.96),
-        (0.011, 0.055, 0.007, 0.032, -0.02, -0.22, 0.050, 0.94),
-    ]):
-        _put(s, "original", "original", seed, access="-", label="Original", acc_test=0.97, avg_gap_salun=0.1,
-             forget_conf_mean=0.99, forget_loss_mean=0.01)
-        _put(s, "retrain", "retrain", seed, label="Retrain", avg_gap_salun=0.0, forget_conf_mean=0.90,
-             forget_loss_mean=0.2)
-        _put(s, "retrain_prime", "retrain", seed, label="Retrain′", avg_gap_salun=0.002,
-             forget_conf_mean=0.905, forget_loss_mean=0.21)
+    for seed, (ug, ga, ugp, ft, nat_fa, ga_fa, jit, best_ta) in enumerate(
+        [
+            (0.010, 0.050, 0.005, 0.030, -0.01, -0.20, 0.040, 0.95),
+            (0.012, 0.060, 0.006, 0.031, 0.00, -0.25, 0.045, 0.96),
+            (0.011, 0.055, 0.007, 0.032, -0.02, -0.22, 0.050, 0.94),
+        ]
+    ):
+        _put(
+            s,
+            "original",
+            "original",
+            seed,
+            access="-",
+            label="Original",
+            acc_test=0.97,
+            avg_gap_salun=0.1,
+            forget_conf_mean=0.99,
+            forget_loss_mean=0.01,
+        )
+        _put(
+            s,
+            "retrain",
+            "retrain",
+            seed,
+            label="Retrain",
+            avg_gap_salun=0.0,
+            forget_conf_mean=0.90,
+            forget_loss_mean=0.2,
+        )
+        _put(
+            s,
+            "retrain_prime",
+            "retrain",
+            seed,
+            label="Retrain′",
+            avg_gap_salun=0.002,
+            forget_conf_mean=0.905,
+            forget_loss_mean=0.21,
+        )
         _put(s, "method", "ugradsl", seed, avg_gap_salun=ug, rte_seconds=0.11, signed_fa=0.0)
-        _put(s, "method", "gradient_ascent", seed, access="forget_only", avg_gap_salun=ga,
-             rte_seconds=0.10, signed_fa=ga_fa)
+        _put(
+            s,
+            "method",
+            "gradient_ascent",
+            seed,
+            access="forget_only",
+            avg_gap_salun=ga,
+            rte_seconds=0.10,
+            signed_fa=ga_fa,
+        )
         _put(s, "method", "ugradsl_plus", seed, avg_gap_salun=ugp, rte_seconds=0.3)
         _put(s, "method", "finetune", seed, avg_gap_salun=ft, rte_seconds=0.2)
         _put(s, "method", "natmu", seed, avg_gap_salun=0.02, signed_fa=nat_fa)
-        _put(s, "method", "jit", seed, access="forget_only", avg_gap_salun=jit,
-             acc_test=best_ta)
+        _put(s, "method", "jit", seed, access="forget_only", avg_gap_salun=jit, acc_test=best_ta)
         for i, lr in enumerate((0.1, 0.2, 0.3)):
-            _put(s, "sweep", "natmu", seed, label=f"natmu[lr={lr}]",
-                 avg_gap_salun=(0.01, 0.02, 0.03)[i])
-            _put(s, "sweep", "gradient_ascent", seed, label=f"ga[lr={lr}]",
-                 access="forget_only", avg_gap_salun=(0.01, 0.2, 0.5)[i])
+            _put(
+                s,
+                "sweep",
+                "natmu",
+                seed,
+                label=f"natmu[lr={lr}]",
+                avg_gap_salun=(0.01, 0.02, 0.03)[i],
+            )
+            _put(
+                s,
+                "sweep",
+                "gradient_ascent",
+                seed,
+                label=f"ga[lr={lr}]",
+                access="forget_only",
+                avg_gap_salun=(0.01, 0.2, 0.5)[i],
+            )
     yield s
     s.close()
 
@@ -65,7 +114,9 @@ def test_ugradsl_claim_fails_when_it_is_too_slow(store) -> None:
     for seed in range(3):
         store._con.execute(
             "UPDATE cells SET metrics = json_set(metrics, '$.rte_seconds', 0.5) "
-            "WHERE method = 'ugradsl' AND seed = ?", (seed,))
+            "WHERE method = 'ugradsl' AND seed = ?",
+            (seed,),
+        )
     store._con.commit()
     assert _verdicts(store)["UGradSL"] == "does not hold"
 
