@@ -71,11 +71,6 @@ def test_accuracy_matches_sklearn():
     assert accuracy(sig) == pytest.approx(accuracy_score(labels, logits.argmax(1)), abs=1e-15)
 
 
-@pytest.mark.skip(reason="4.1(b) eval hygiene needs the model-side forward pass (compute_signals)")
-def test_4_1b_eval_hygiene():  # pragma: no cover - model side is tested with compute_signals
-    pass
-
-
 def test_4_1c_ua_is_exactly_one_minus_fa():
     rng = np.random.default_rng(3)
     for _ in range(20):

@@ -55,11 +55,6 @@ def test_4_5c_disjoint_one_hots():
     assert zrf(p, q, base=math.e) == pytest.approx(1 - math.log(2), abs=1e-12)
 
 
-@pytest.mark.skip(reason="4.5(d) fixes the teacher's weights via model_factory: model side")
-def test_4_5d_teacher_seed():  # pragma: no cover
-    pass
-
-
 def test_default_matches_scipy_jensenshannon():
     rng = np.random.default_rng(1)
     p = rng.dirichlet(np.ones(7), 30)
