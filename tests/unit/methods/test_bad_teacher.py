@@ -21,7 +21,6 @@ from unlearnkit.methods.bad_teacher import (
     draw_retain_subset,
 )
 from unlearnkit.testing import (
-    check_method,
     tiny_bundle,
     tiny_factory,
     tiny_task,
@@ -48,15 +47,7 @@ def _states_equal(a: nn.Module, b: nn.Module) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-# -- conformance and registry -------------------------------------------------------------------
-
-
-def test_conformance_random() -> None:
-    check_method("bad_teacher")
-
-
-def test_conformance_class_with_batchnorm() -> None:
-    check_method("bad_teacher", scenario="class", bn=True)
+# -- registry (conformance: tests/conformance, for every registered method) ---------------
 
 
 def test_registry_defaults_and_presets() -> None:

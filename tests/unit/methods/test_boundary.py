@@ -22,7 +22,7 @@ from unlearnkit.methods.boundary_expanding import (
     widen_head,
 )
 from unlearnkit.methods.boundary_shrink import BoundaryShrinkConfig, fgsm_neighbours
-from unlearnkit.testing import check_method, tiny_bundle, tiny_task, trained_tiny_model
+from unlearnkit.testing import tiny_bundle, tiny_task, trained_tiny_model
 
 NORM = Normalization(raw_range=(0.0, 16.0), mean=(0.5,), std=(0.25,), quantized=True)
 
@@ -67,17 +67,7 @@ def _acc(model: nn.Module, view) -> float:
         return float((model(view.x).argmax(1) == view.y).float().mean())
 
 
-# -- conformance ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["boundary_shrink", "boundary_expanding"])
-def test_conformance_random(name: str) -> None:
-    check_method(name)
-
-
-@pytest.mark.parametrize("name", ["boundary_shrink", "boundary_expanding"])
-def test_conformance_class_with_batchnorm(name: str) -> None:
-    check_method(name, scenario="class", bn=True)
+# -- registry (conformance: tests/conformance) ------------------------------------------------
 
 
 def test_registry_names_access_and_presets() -> None:

@@ -24,7 +24,7 @@ from unlearnkit.methods.fisher import (
     fisher_variances,
 )
 from unlearnkit.models import build
-from unlearnkit.testing import check_method, tiny_bundle, tiny_task, trained_tiny_model
+from unlearnkit.testing import tiny_bundle, tiny_task, trained_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +78,7 @@ def _noise(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     }
 
 
-# -- conformance and registry -------------------------------------------------------------------
-
-
-def test_conformance_random() -> None:
-    check_method("fisher")
-
-
-def test_conformance_class_with_batchnorm() -> None:
-    check_method("fisher", scenario="class", bn=True)
+# -- registry (conformance: tests/conformance, for every registered method) ---------------
 
 
 def test_registry_access_presets_and_validation() -> None:

@@ -21,7 +21,7 @@ from unlearnkit.methods.jit import (
     sample_noise,
 )
 from unlearnkit.tasks import ForgetTask
-from unlearnkit.testing import check_method, tiny_bundle, tiny_task, trained_tiny_model
+from unlearnkit.testing import tiny_bundle, tiny_task, trained_tiny_model
 
 
 def _ctx(
@@ -395,14 +395,6 @@ def test_5_gradient_accumulation(zero_each: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Conformance and behaviour
-
-
-def test_conformance_random() -> None:
-    check_method("jit")
-
-
-def test_conformance_class_with_batchnorm() -> None:
-    check_method("jit", scenario="class", bn=True)
 
 
 def test_behaviour_smooths_forget_points_and_keeps_test_accuracy() -> None:

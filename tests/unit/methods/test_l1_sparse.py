@@ -9,7 +9,7 @@ import unlearnkit as uk
 import unlearnkit.methods.l1_sparse  # noqa: F401  (registers the method)
 from unlearnkit.api import build_views
 from unlearnkit.methods.l1_sparse import L1SparseConfig, l1_norm, l1_schedule
-from unlearnkit.testing import TinyBNNet, check_method, tiny_bundle, tiny_task, trained_tiny_model
+from unlearnkit.testing import TinyBNNet, tiny_bundle, tiny_task, trained_tiny_model
 
 
 def _acc(model: torch.nn.Module, view) -> float:
@@ -107,15 +107,7 @@ def test_defaults_and_presets() -> None:
     assert spec.make_config(preset="digits").batch_size == 64
 
 
-# -- conformance, behaviour --------------------------------------------------------------------
-
-
-def test_conformance() -> None:
-    check_method("l1_sparse")
-
-
-def test_conformance_class_scenario_with_batchnorm() -> None:
-    check_method("l1_sparse", scenario="class", bn=True)
+# -- behaviour (conformance: tests/conformance) -----------------------------------------------
 
 
 def test_behaviour_sparsifies_while_retain_accuracy_holds() -> None:

@@ -26,7 +26,6 @@ from unlearnkit.methods.natmu import (
 from unlearnkit.tasks import forget_task
 from unlearnkit.testing import (
     TinyBNNet,
-    check_method,
     tiny_bundle,
     tiny_model,
     tiny_task,
@@ -395,14 +394,6 @@ def test_config_defaults_presets_and_scenario_defaults() -> None:
 def test_bad_configs_are_rejected(bad: dict) -> None:
     with pytest.raises(ConfigError):
         NatMUConfig.from_dict(bad)
-
-
-def test_conformance_random() -> None:
-    check_method("natmu")
-
-
-def test_conformance_class_with_batchnorm() -> None:
-    check_method("natmu", scenario="class", bn=True)
 
 
 def test_diagnostics_and_quantized_vector_images() -> None:

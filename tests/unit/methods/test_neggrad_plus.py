@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import unlearnkit as uk
 import unlearnkit.methods.neggrad_plus  # noqa: F401  (registers the method)
 from unlearnkit.methods.neggrad_plus import NegGradPlusConfig, l2_to_anchor
-from unlearnkit.testing import check_method, tiny_bundle, tiny_task, trained_tiny_model
+from unlearnkit.testing import tiny_bundle, tiny_task, trained_tiny_model
 
 
 def _acc(model: torch.nn.Module, view) -> float:
@@ -166,14 +166,6 @@ def test_defaults_and_presets() -> None:
     assert cfg.optimizer.weight_decay == 0.0
     assert spec.make_config(preset="scrub_notebook").optimizer.momentum == 0.0
     assert spec.make_config(preset="digits").batch_size == 64
-
-
-def test_conformance() -> None:
-    check_method("neggrad_plus")
-
-
-def test_conformance_class_scenario_with_batchnorm() -> None:
-    check_method("neggrad_plus", scenario="class", bn=True)
 
 
 def test_behaviour_forgets_the_class_while_retain_accuracy_holds() -> None:

@@ -10,7 +10,7 @@ import unlearnkit.methods.random_labels as rl  # noqa: F401  (registers the meth
 from unlearnkit.data import DataViews
 from unlearnkit.methods.base import RunContext
 from unlearnkit.methods.random_labels import random_relabel, train_with_random_labels
-from unlearnkit.testing import check_method, tiny_bundle, tiny_task, trained_tiny_model
+from unlearnkit.testing import tiny_bundle, tiny_task, trained_tiny_model
 
 
 def _acc(model: torch.nn.Module, view) -> float:
@@ -255,14 +255,6 @@ def test_presets_resolve_to_the_reference_settings() -> None:
 def test_bad_config_values_are_rejected(bad: dict) -> None:
     with pytest.raises(uk.ConfigError):
         rl.RandomLabelsConfig.from_dict(bad)
-
-
-def test_conformance() -> None:
-    check_method("random_labels")
-
-
-def test_conformance_class_scenario_with_batchnorm() -> None:
-    check_method("random_labels", scenario="class", bn=True)
 
 
 def test_behaviour_forgets_the_class_while_retain_accuracy_holds() -> None:

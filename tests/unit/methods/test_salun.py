@@ -17,7 +17,7 @@ from unlearnkit.methods.base import RunContext
 from unlearnkit.methods.random_labels import RandomLabelsConfig, train_with_random_labels
 from unlearnkit.methods.salun import SalUnConfig, masked_update_hooks, saliency_mask
 from unlearnkit.optim import OptimizerSpec, build_optimizer
-from unlearnkit.testing import check_method, tiny_bundle, tiny_task, trained_tiny_model
+from unlearnkit.testing import tiny_bundle, tiny_task, trained_tiny_model
 
 
 def _acc(model: torch.nn.Module, view) -> float:
@@ -266,14 +266,6 @@ def test_presets() -> None:
         5,
         64,
     )
-
-
-def test_conformance() -> None:
-    check_method("salun")
-
-
-def test_conformance_class_scenario_with_batchnorm() -> None:
-    check_method("salun", scenario="class", bn=True)
 
 
 def test_behaviour_forgets_the_class_while_retain_accuracy_holds() -> None:

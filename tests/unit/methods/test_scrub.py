@@ -24,7 +24,7 @@ from unlearnkit.methods.scrub import (
     scrub_lr,
     select_rewind_checkpoint,
 )
-from unlearnkit.testing import check_method, tiny_bundle, tiny_task, trained_tiny_model
+from unlearnkit.testing import tiny_bundle, tiny_task, trained_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +48,7 @@ def _same(a: nn.Module, b: nn.Module) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-# -- conformance and registry -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["scrub", "scrub_r"])
-def test_conformance_random(name: str) -> None:
-    check_method(name)
-
-
-@pytest.mark.parametrize("name", ["scrub", "scrub_r"])
-def test_conformance_class_with_batchnorm(name: str) -> None:
-    check_method(name, scenario="class", bn=True)
+# -- registry (conformance: tests/conformance, for every registered method) ---------------
 
 
 def test_registry_defaults_and_presets() -> None:

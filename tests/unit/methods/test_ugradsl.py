@@ -297,12 +297,6 @@ def test_bad_config_values_are_rejected(bad) -> None:
         UGradSLConfig.from_dict(bad)
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-def test_conformance(name: str) -> None:
-    check_method(name)
-    check_method(name, scenario="class", bn=True)
-
-
 def test_conformance_adaptive_with_batchnorm() -> None:
     check_method("ugradsl_plus", config={"alpha": "adaptive"}, scenario="class", bn=True)
 
