@@ -14,6 +14,7 @@ from ..optim import build_optimizer, build_scheduler
 from .base import BaseConfig, RunContext
 
 __all__ = [
+    "LRSchedule",
     "epochs",
     "last_linear",
     "make_optimizer",
@@ -40,11 +41,33 @@ def make_optimizer(model: nn.Module, config: BaseConfig) -> torch.optim.Optimize
     return build_optimizer((p for p in model.parameters() if p.requires_grad), config.optimizer)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: BaseConfig, steps_per_epoch: int):
-    """The scheduler of ``config.scheduler`` over ``config.epochs`` (or their steps)."""
+class LRSchedule:
+    """The learning-rate schedule of a method, stepped at the right moments.
+
+    Call :meth:`after_step` after every optimizer update and :meth:`after_epoch` after every
+    epoch; whichever does not match the schedule's unit (``per_step``) does nothing, and so do
+    both when there is no schedule.
+    """
+
+    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler | None, per_step: bool):
+        self.scheduler, self.per_step = scheduler, per_step
+
+    def after_step(self) -> None:
+        if self.scheduler is not None and self.per_step:
+            self.scheduler.step()
+
+    def after_epoch(self) -> None:
+        if self.scheduler is not None and not self.per_step:
+            self.scheduler.step()
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: BaseConfig, steps_per_epoch: int
+) -> LRSchedule:
+    """The schedule of ``config.scheduler`` over ``config.epochs`` (or their steps)."""
     spec = config.scheduler
     total = config.epochs * steps_per_epoch if spec.per_step else config.epochs
-    return build_scheduler(optimizer, spec, total)
+    return LRSchedule(build_scheduler(optimizer, spec, total), spec.per_step)
 
 
 def epochs(ctx: RunContext, n: int) -> Iterator[int]:
@@ -130,7 +153,5 @@ def supervised_epochs(
                 loss = loss + extra
             if not ctx.step(opt, loss):
                 break
-            if sched is not None and config.scheduler.per_step:
-                sched.step()
-        if sched is not None and not config.scheduler.per_step:
-            sched.step()
+            sched.after_step()
+        sched.after_epoch()

@@ -206,8 +206,6 @@ def bad_teacher(model: nn.Module, data: DataViews, config: BadTeacherConfig, *, 
             )
             if not ctx.step(opt, loss):
                 break
-            if sched is not None and config.scheduler.per_step:
-                sched.step()
-        if sched is not None and not config.scheduler.per_step:
-            sched.step()
+            sched.after_step()
+        sched.after_epoch()
     return model

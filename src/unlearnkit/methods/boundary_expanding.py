@@ -166,10 +166,8 @@ def boundary_expanding(
                 target = torch.full((xb.shape[0],), k, dtype=torch.long, device=xb.device)
                 if not ctx.step(opt, F.cross_entropy(model(xb), target)):
                     break
-                if sched is not None and config.scheduler.per_step:
-                    sched.step()
-            if sched is not None and not config.scheduler.per_step:
-                sched.step()
+                sched.after_step()
+            sched.after_epoch()
         finished = True
     finally:
         _set_submodule(model, name, head)

@@ -183,10 +183,8 @@ def boundary_shrink(
             seen += int(yb.shape[0])
             if not ctx.step(opt, F.cross_entropy(model(xb), y_nbr)):
                 break
-            if sched is not None and config.scheduler.per_step:
-                sched.step()
-        if sched is not None and not config.scheduler.per_step:
-            sched.step()
+            sched.after_step()
+        sched.after_epoch()
     ctx.info["attack_success_rate"] = hits / seen if seen else None
     ctx.info["attack_space"] = "pixel" if norm is not None else "model"
     return model

@@ -54,8 +54,6 @@ def gradient_ascent(
         for xb, yb in steps(loader, ctx):
             if not ctx.step(opt, -F.cross_entropy(model(xb), yb)):
                 break
-            if sched is not None and config.scheduler.per_step:
-                sched.step()
-        if sched is not None and not config.scheduler.per_step:
-            sched.step()
+            sched.after_step()
+        sched.after_epoch()
     return model

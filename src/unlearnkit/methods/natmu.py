@@ -798,11 +798,9 @@ def natmu(model: nn.Module, data: DataViews, config: NatMUConfig, *, ctx: RunCon
             if not ctx.step(opt, F.cross_entropy(model(xb), yb)):
                 stop = True
                 break
-            if sched is not None and config.scheduler.per_step:
-                sched.step()
+            sched.after_step()
         if stop:
             break
-        if sched is not None and not config.scheduler.per_step:
-            sched.step()
+        sched.after_epoch()
     ctx.info["epochs"] = config.epochs
     return model

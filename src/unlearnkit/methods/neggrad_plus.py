@@ -152,9 +152,7 @@ def neggrad_plus(model: nn.Module, data: DataViews, config: NegGradPlusConfig, *
             loss = beta * retain_term - (1 - beta) * F.cross_entropy(model(xf), yf)
             if not ctx.step(opt, loss):
                 break
-            if sched is not None and config.scheduler.per_step:
-                sched.step()
-        if sched is not None and not config.scheduler.per_step:
-            sched.step()
+            sched.after_step()
+        sched.after_epoch()
     ctx.info["steps_per_epoch"] = len(retain_loader)
     return model

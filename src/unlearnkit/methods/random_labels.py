@@ -264,10 +264,8 @@ def train_with_random_labels(
                     opt, loss, params=clip_params, before_step=before_step, after_step=after_step
                 ):
                     break
-                if sched is not None and config.scheduler.per_step:
-                    sched.step()
-        if sched is not None and not config.scheduler.per_step:
-            sched.step()
+                sched.after_step()
+        sched.after_epoch()
     ctx.info["label_draws"] = draws
     ctx.info["steps_per_epoch"] = steps_per_epoch
 

@@ -416,12 +416,10 @@ def _run(
                 n_updates += 1
                 alpha_sum += batch_alpha
                 alpha_count += x_f.shape[0]
-                if sched is not None and config.scheduler.per_step:
-                    sched.step()
+                sched.after_step()
             if ctx.stopped:
                 break
-            if sched is not None and not config.scheduler.per_step:
-                sched.step()
+            sched.after_epoch()
 
     ctx.info["steps"] = n_updates
     ctx.info["alpha_mean"] = alpha_sum / alpha_count if alpha_count else None
