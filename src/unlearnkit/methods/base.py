@@ -452,6 +452,11 @@ class RunContext:
         self._snapshot: dict[str, torch.Tensor] = {}
         self.take_snapshot()
 
+    def teacher(self, model: nn.Module) -> nn.Module:
+        """theta_o as a frozen eval-mode teacher: ``original_model``, else a frozen copy of
+        ``model`` (taken before the first update, so it is theta_o too)."""
+        return self.original_model if self.original_model is not None else frozen_copy(model)
+
     # -- randomness -----------------------------------------------------------------------
     def numpy_rng(self) -> np.random.Generator:
         """A NumPy generator seeded from :attr:`generator` (consumes one draw)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -16,7 +15,7 @@ from ._loop import epochs, make_optimizer, make_scheduler, set_train_mode, steps
 from ._registry import register_method
 from .base import AccessSpec, BaseConfig, RunContext, choice, int_range, loguniform
 
-__all__ = ["BoundaryShrinkConfig", "boundary_shrink", "fgsm_neighbours", "frozen_teacher"]
+__all__ = ["BoundaryShrinkConfig", "boundary_shrink", "fgsm_neighbours"]
 
 _GRIDS = ("auto", "1/255", "none")
 
@@ -46,16 +45,6 @@ class BoundaryShrinkConfig(BaseConfig):
             raise ConfigError(f"bound must be a finite number >= 0, got {self.bound}")
         if self.pixel_grid not in _GRIDS:
             raise ConfigError(f"pixel_grid must be one of {list(_GRIDS)}, got {self.pixel_grid!r}")
-
-
-def frozen_teacher(model: nn.Module, ctx: RunContext) -> nn.Module:
-    """``ctx.original_model`` (frozen, eval mode), or a frozen eval copy of ``model``."""
-    if ctx.original_model is not None:
-        return ctx.original_model
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
 
 
 def _pixel_affine(normalization, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,7 +156,7 @@ def boundary_shrink(
     forget = data.forget
     if forget.y is None:
         raise DataError("boundary_shrink needs forget labels for its attack; pass a labelled D_f")
-    teacher = frozen_teacher(model, ctx)
+    teacher = ctx.teacher(model)
     norm = ctx.normalization
     loader = forget.loader(
         config.batch_size, shuffle=True, generator=ctx.generator, device=ctx.device

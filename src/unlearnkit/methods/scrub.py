@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -157,16 +156,6 @@ def _forget_validation(data: DataViews, ctx: RunContext) -> DataView:
     return val.subset(torch.nonzero(keep).flatten().cpu().numpy())
 
 
-def _frozen_teacher(model: nn.Module, ctx: RunContext) -> nn.Module:
-    """``ctx.original_model`` (frozen, eval mode), or a frozen eval copy of ``model``."""
-    if ctx.original_model is not None:
-        return ctx.original_model
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
-
-
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -215,7 +204,7 @@ def scrub(model: nn.Module, data: DataViews, config: ScrubConfig, *, ctx: RunCon
                 "SCRUB+R (rewind=True) measures forget-set errors and needs forget labels: run "
                 "method 'scrub_r'"
             )
-    teacher = _frozen_teacher(model, ctx)
+    teacher = ctx.teacher(model)
     t = config.temperature
     f_loader = data.forget.loader(
         config.forget_batch_size,
