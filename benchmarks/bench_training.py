@@ -69,9 +69,11 @@ def main() -> None:
         t_engine.append(run_engine(r))
         t_plain.append(run_plain(r))
     me, mp = statistics.median(t_engine), statistics.median(t_plain)
-    print(f"model {args.arch}, digits train n={len(y)}, batch {args.batch_size}, "
-          f"{args.epochs} epochs = {steps} steps, {args.repeats} interleaved repeats, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"model {args.arch}, digits train n={len(y)}, batch {args.batch_size}, "
+        f"{args.epochs} epochs = {steps} steps, {args.repeats} interleaved repeats, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"plain loop : median {mp:.3f} s  ({steps / mp:,.0f} steps/s)")
     print(f"engine     : median {me:.3f} s  ({steps / me:,.0f} steps/s)")
     print(f"engine throughput / plain loop = {mp / me:.3f}x (target >= 0.95x)")

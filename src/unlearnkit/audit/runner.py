@@ -90,7 +90,7 @@ from ..models import ModelFactory
 from ..tasks import ForgetTask, forget_task
 from ..training import train
 from .bank import OracleBank, bank_key
-from .ensemble import check_ensemble_compatible, train_ensemble
+from .ensemble import check_ensemble_compatible, train_ensemble, usable_cpus
 
 __all__ = ["ALPHAS", "AUDIT_VERSION", "CI_ALPHA", "KINDS", "OPTION_DEFAULTS", "run_audit"]
 
@@ -431,6 +431,7 @@ class _Audit:
     bundle: DatasetBundle
     factory: ModelFactory
     chunk: int  # ensemble members trained at once
+    workers: int  # ensemble chunks trained at once (threads, one intra-op thread each)
     task: ForgetTask | None  # the audited forget task (epsilon, rmia)
     rep: int  # the spec's replicate whose original model is audited
     out: Path
@@ -519,6 +520,7 @@ class _Audit:
             bundle=bundle,
             factory=factory,
             chunk=max(1, _ENSEMBLE_FLOATS // max(1, n_params)),
+            workers=usable_cpus() if torch.device(device or "cpu").type == "cpu" else 1,
             task=task,
             rep=spec.seeds[0] if spec.seeds else 0,
             out=out,
@@ -612,6 +614,7 @@ class _Audit:
                     seeds,
                     device=self.device,
                     chunk_size=self.chunk,
+                    workers=self.workers,
                 )
             else:
                 models = [

@@ -67,9 +67,7 @@ def aggregate(store: ResultStore, kinds: tuple[str, ...] = tuple(_KIND_ORDER)) -
     for row in store.rows():
         if row.kind in kinds:
             groups[(row.scenario, row.label)].append(row)
-    retrain_rows = {
-        sc: rows for (sc, _label), rows in groups.items() if rows[0].kind == "retrain"
-    }
+    retrain_rows = {sc: rows for (sc, _label), rows in groups.items() if rows[0].kind == "retrain"}
     scenario_order = {}
     for sc, _ in groups:
         scenario_order.setdefault(sc, len(scenario_order))

@@ -65,8 +65,10 @@ class NatMUConfig(BaseConfig):
     scheduler: SchedulerSpec = SchedulerSpec(name="cosine", per_step=True)
     n_hybrids: int = field(
         default=4,
-        metadata={"help": "hybrids per forget sample (1-4, masks G_1..G_n); capped at the number "
-                          "of usable wrong classes (K-1) at run time"},
+        metadata={
+            "help": "hybrids per forget sample (1-4, masks G_1..G_n); capped at the number "
+            "of usable wrong classes (K-1) at run time"
+        },
     )
     delta: float = field(
         default=-0.053,
@@ -74,8 +76,10 @@ class NatMUConfig(BaseConfig):
     )
     label_rule: str = field(
         default="topk_balanced",
-        metadata={"help": "topk | topk_balanced (capacity rebalancing, sample-wise scenarios) | "
-                          "random_other (ablation); default topk in class/subclass"},
+        metadata={
+            "help": "topk | topk_balanced (capacity rebalancing, sample-wise scenarios) | "
+            "random_other (ablation); default topk in class/subclass"
+        },
     )
     balance_low: float = field(
         default=0.4, metadata={"help": "classes with fewer than low*m targets may take overflow"}
@@ -100,8 +104,10 @@ class NatMUConfig(BaseConfig):
     )
     vector_mask_rule: str = field(
         default="auto",
-        metadata={"help": "auto | image | index_perm: masks for vector inputs (auto uses "
-                          "ctx.image_shape when given)"},
+        metadata={
+            "help": "auto | image | index_perm: masks for vector inputs (auto uses "
+            "ctx.image_shape when given)"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -341,8 +347,12 @@ def rebalance_targets(
     counts = np.bincount(flat, minlength=k)
     pool: list[int] = []
     info: dict[str, Any] = {
-        "cap": cap_all, "low": float(low), "overflow_classes": [], "reassigned": 0,
-        "fallbacks": 0, "skipped": 0,
+        "cap": cap_all,
+        "low": float(low),
+        "overflow_classes": [],
+        "reassigned": 0,
+        "fallbacks": 0,
+        "skipped": 0,
     }
     for i in range(k):
         if counts[i] < low:
@@ -355,7 +365,7 @@ def rebalance_targets(
             perm = torch.randperm(len(pool), generator=generator).tolist()
             pool = [pool[p] for p in perm]
             j = pool.pop()
-        positions = np.flatnonzero(flat == i)[int(cap[i]):]
+        positions = np.flatnonzero(flat == i)[int(cap[i]) :]
         if not guarded:
             if j is None:
                 raise DataError(
@@ -454,7 +464,10 @@ def plan_partners(
     if len(r_labels) and (int(r_labels.min()) < 0 or int(r_labels.max()) >= k):
         raise DataError(f"retain labels must lie in [0, {k}) to match the model's {k} outputs")
     order = preference_order(
-        probs, labels, label_rule=label_rule, generator=generator,
+        probs,
+        labels,
+        label_rule=label_rule,
+        generator=generator,
         exclude_classes=exclude_classes,
     )
     fewest = min(len(o) for o in order)
@@ -471,14 +484,22 @@ def plan_partners(
     info: dict[str, Any] = {"label_source": label_source, "rebalanced": False}
     if label_rule == "topk_balanced" and sample_wise:
         t_new, rb = rebalance_targets(
-            proposed, labels, supply, generator=generator, mode=rebalance_mode,
-            balance_low=balance_low, balance_high=balance_high,
+            proposed,
+            labels,
+            supply,
+            generator=generator,
+            mode=rebalance_mode,
+            balance_low=balance_low,
+            balance_high=balance_high,
         )
         t = t_new.numpy().copy()
         info.update(
-            rebalanced=True, rebalance_reassigned=rb["reassigned"],
-            rebalance_fallbacks=rb["fallbacks"], rebalance_skipped=rb["skipped"],
-            rebalance_overflow_classes=rb["overflow_classes"], rebalance_cap=rb["cap"],
+            rebalanced=True,
+            rebalance_reassigned=rb["reassigned"],
+            rebalance_fallbacks=rb["fallbacks"],
+            rebalance_skipped=rb["skipped"],
+            rebalance_overflow_classes=rb["overflow_classes"],
+            rebalance_cap=rb["cap"],
         )
     supply_guard = rebalance_mode == "guarded" or not sample_wise
     info["supply_guard"] = supply_guard
@@ -503,8 +524,7 @@ def plan_partners(
                         "rebalance_mode='guarded' or lower n_hybrids"
                     )
                 used = set(t[s].tolist()) | {int(y[s])}
-                alt = next((int(a) for a in order[s] if int(a) not in used and pools[int(a)]),
-                           None)
+                alt = next((int(a) for a in order[s] if int(a) not in used and pools[int(a)]), None)
                 if alt is None:
                     raise DataError(
                         f"the retain set ran out of partners for forget sample {s}: every "
@@ -516,8 +536,11 @@ def plan_partners(
             partners[s, j] = pools[c].pop()
     info["supply_guard_triggers"] = triggers
     return PartnerPlan(
-        targets=torch.from_numpy(t), partners=torch.from_numpy(partners), proposed=proposed,
-        labels=labels, info=info,
+        targets=torch.from_numpy(t),
+        partners=torch.from_numpy(partners),
+        proposed=proposed,
+        labels=labels,
+        info=info,
     )
 
 
@@ -601,18 +624,32 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cifar10_random": {"batch_size": 128, "lr": 1e-3, "weight_decay": 2e-3, "delta": -0.19},
     "cifar100_random": {"batch_size": 128, "lr": 1.1e-3, "weight_decay": 5e-4, "delta": -0.03},
     "tinyimagenet_random": {
-        "batch_size": 256, "lr": 8.3e-4, "weight_decay": 7e-5, "delta": 0.045,
+        "batch_size": 256,
+        "lr": 8.3e-4,
+        "weight_decay": 7e-5,
+        "delta": 0.045,
     },
     "cifar100_fullclass": {
-        "batch_size": 128, "lr": 2.8e-4, "weight_decay": 0.0, "delta": -0.053,
-        "reinit_linear": True, "label_rule": "topk",
+        "batch_size": 128,
+        "lr": 2.8e-4,
+        "weight_decay": 0.0,
+        "delta": -0.053,
+        "reinit_linear": True,
+        "label_rule": "topk",
     },
     "cifar20_subclass": {
-        "batch_size": 128, "lr": 9e-4, "weight_decay": 3.7e-4, "delta": -0.053,
+        "batch_size": 128,
+        "lr": 9e-4,
+        "weight_decay": 3.7e-4,
+        "delta": -0.053,
         "label_rule": "topk",
     },
     "digits": {
-        "batch_size": 64, "lr": 1e-3, "weight_decay": 5e-4, "delta": 0.0, "epochs": 5,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 5e-4,
+        "delta": 0.0,
+        "epochs": 5,
         "augment_retain": False,
     },
 }
@@ -638,7 +675,9 @@ DIGITS_SEARCH_SPACE = {
     "natmu",
     config=NatMUConfig,
     access=AccessSpec(
-        level="forget_and_retain", forget_labels=True, retain_labels=True,
+        level="forget_and_retain",
+        forget_labels=True,
+        retain_labels=True,
         scenarios=("random", "class", "indices", "subclass"),
     ),
     presets=PRESETS,
@@ -714,27 +753,41 @@ def natmu(model: nn.Module, data: DataViews, config: NatMUConfig, *, ctx: RunCon
     if n < config.n_hybrids:
         ctx.logger.warning(
             "natmu: n_hybrids=%d exceeds the %d usable wrong classes; using %d",
-            config.n_hybrids, available, n,
+            config.n_hybrids,
+            available,
+            n,
         )
         ctx.info["n_hybrids_requested"] = config.n_hybrids
 
     # Steps 1-3: targets, rebalancing and partners.
     plan = plan_partners(
-        probs, forget.y, retain.y, n, generator=ctx.generator, label_rule=config.label_rule,
-        scenario=ctx.scenario, rebalance_mode=config.rebalance_mode,
-        balance_low=config.balance_low, balance_high=config.balance_high,
+        probs,
+        forget.y,
+        retain.y,
+        n,
+        generator=ctx.generator,
+        label_rule=config.label_rule,
+        scenario=ctx.scenario,
+        rebalance_mode=config.rebalance_mode,
+        balance_low=config.balance_low,
+        balance_high=config.balance_high,
         exclude_classes=exclude,
     )
     if plan.info.get("rebalance_reassigned") or plan.info["supply_guard_triggers"]:
         ctx.logger.info(
             "natmu: rebalancing moved %d targets, the supply guard replaced %d",
-            plan.info.get("rebalance_reassigned", 0), plan.info["supply_guard_triggers"],
+            plan.info.get("rebalance_reassigned", 0),
+            plan.info["supply_guard_triggers"],
         )
 
     # Step 4: masks.
     masks, rule = hybrid_masks(
-        tuple(forget.x.shape[1:]), config.delta, n, rule=config.vector_mask_rule,
-        image_shape=ctx.image_shape, generator=ctx.generator,
+        tuple(forget.x.shape[1:]),
+        config.delta,
+        n,
+        rule=config.vector_mask_rule,
+        image_shape=ctx.image_shape,
+        generator=ctx.generator,
     )
 
     # Step 5: hybrids, built once before training (uint8 raw storage when possible).
@@ -745,8 +798,12 @@ def natmu(model: nn.Module, data: DataViews, config: NatMUConfig, *, ctx: RunCon
     chunk = max(1, 4096 // n)
     for start in range(0, len(forget), chunk):
         h = blend_hybrids(
-            forget.x[start : start + chunk], retain.x, plan.partners[start : start + chunk],
-            masks, normalization=norm, quantize=config.quantize,
+            forget.x[start : start + chunk],
+            retain.x,
+            plan.partners[start : start + chunk],
+            masks,
+            normalization=norm,
+            quantize=config.quantize,
         )
         if store_u8:
             h = norm.to_raw(h, round_=True).to(torch.uint8)

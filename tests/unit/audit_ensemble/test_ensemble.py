@@ -9,9 +9,9 @@ from torch import nn
 
 import unlearnkit as uk
 from unlearnkit.audit.ensemble import (
-    _plan_products,
+    _linear_chain,
     _stacked_optimizer,
-    _StackedLinear,
+    _StackedChain,
     check_ensemble_compatible,
     train_ensemble,
 )
@@ -139,6 +139,20 @@ def test_chunking_and_order_do_not_change_members(tiny):
     assert len({id(m) for m in whole}) == 5
 
 
+def test_members_are_cut_into_one_chunk_per_worker_within_the_memory_bound(tiny):
+    """Each same-size group gives every worker a chunk; ``chunk_size`` still caps a chunk."""
+    from unlearnkit.audit.ensemble import _chunks, _Member
+
+    x, y = tiny.train.x, tiny.train.y
+    members = [_Member(i, i, x, y, None) for i in range(10)]
+    members += [_Member(10 + i, i, x[:50], y[:50], None) for i in range(3)]
+    sizes = lambda chunks: [[m.index for m in c] for c in chunks]  # noqa: E731
+    assert sizes(_chunks(members, None, 1)) == [list(range(10)), [10, 11, 12]]
+    assert sizes(_chunks(members, None, 2)) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11], [12]]
+    assert sizes(_chunks(members, 3, 2)) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9], [10, 11], [12]]
+    assert sizes(_chunks(members, 8, 1)) == [list(range(8)), [8, 9], [10, 11, 12]]
+
+
 def test_workers_train_chunks_in_threads_and_restore_the_thread_count(tiny):
     factory, seeds = _mlp(tiny), [0, 1, 2, 3, 4]
     recipe = TrainRecipe(epochs=2, batch_size=16, optimizer="adam", lr=1e-2)
@@ -226,32 +240,42 @@ def test_one_optimizer_over_stacked_tensors_equals_independent_ones(recipe):
         assert torch.equal(stacked[i], singles[i])
 
 
-def test_sum_of_member_mean_losses_gives_each_member_its_own_gradient(tiny):
+def _chain_grads(models, x, y, idx):
+    """Stack ``models`` into a _StackedChain, run one step's gradients on the batches ``idx``."""
+    leaves = {
+        n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_()
+        for n, _ in models[0].named_parameters()
+    }
+    chain = _StackedChain(
+        _linear_chain(models[0]), leaves, {idx.shape[1]}, len(models), torch.device("cpu")
+    )
+    losses = chain.grads(x[idx], y[idx])
+    return leaves, losses
+
+
+def _own_grads(models, x, y, idx):
+    own, losses = [], []
+    for m, rows in zip(models, idx):
+        m.zero_grad()
+        loss = F.cross_entropy(m(x[rows]), y[rows])
+        loss.backward()
+        own.append({n: p.grad.clone() for n, p in m.named_parameters()})
+        losses.append(loss.detach())
+    return own, torch.stack(losses)
+
+
+def test_written_out_backward_gives_each_member_its_own_gradient(tiny):
+    """The hand-written backward (log-softmax, NLL, ReLU and linear gradients) is autograd's
+    for each member alone, bit for bit, and the returned losses are the members' own."""
     factory = _mlp(tiny, hidden=(8,))
     models = [factory(s) for s in range(3)]
     idx = torch.stack(
         [torch.randperm(96, generator=torch.Generator().manual_seed(s))[:16] for s in range(3)]
     )
-    x, y = tiny.train.x.flatten(1), tiny.train.y
-    own = []
-    for m, rows in zip(models, idx):
-        m.zero_grad()
-        F.cross_entropy(m(x[rows]), y[rows]).backward()
-        own.append({n: p.grad.clone() for n, p in m.named_parameters()})
-    leaves = {
-        n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_()
-        for n, _ in models[0].named_parameters()
-    }
-    h = x[idx]
-    plans = {}
-    for prefix in ("features.1.", "head."):
-        w, b = leaves[prefix + "weight"], leaves[prefix + "bias"]
-        plans[prefix] = _plan_products(3, w.shape[2], w.shape[1], True, 16, torch.device("cpu"))
-        h = _StackedLinear.apply(h, w, b, plans[prefix])
-        if prefix == "features.1.":
-            h = h.relu()
-    per = F.cross_entropy(h.reshape(-1, h.shape[-1]), y[idx].reshape(-1), reduction="none")
-    per.view(3, -1).mean(1).sum().backward()
+    x, y = tiny.train.x, tiny.train.y
+    leaves, losses = _chain_grads(models, x, y, idx)
+    own, own_losses = _own_grads(models, x, y, idx)
+    torch.testing.assert_close(losses, own_losses, rtol=1e-6, atol=0)
     for name, leaf in leaves.items():
         for k in range(3):
             assert torch.equal(leaf.grad[k], own[k][name]), name
@@ -265,27 +289,22 @@ def threads(request):
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("fan_in,fan_out,batch", [(64, 256, 64), (256, 256, 54), (256, 10, 64)])
-def test_stacked_linear_is_bitwise_the_single_linear(fan_in, fan_out, batch, threads):
-    """Forward and all gradients equal F.linear's autograd bit for bit, for the digits MLP's
-    layer shapes: where a batched kernel rounds differently (with MKL on two threads, the
-    10-row weight gradient of the head), the plan falls back to a loop over members."""
-    k, gen = 4, torch.Generator().manual_seed(1)
-    x = torch.randn(k, batch, fan_in, generator=gen).requires_grad_()
-    w = torch.randn(k, fan_out, fan_in, generator=gen).requires_grad_()
-    b = torch.randn(k, fan_out, generator=gen).requires_grad_()
-    g = torch.randn(k, batch, fan_out, generator=gen)
-    plan = _plan_products(k, fan_in, fan_out, True, batch, torch.device("cpu"))
-    out = _StackedLinear.apply(x, w, b, plan)
-    out.backward(g)
-    for i in range(k):
-        xi, wi, bi = (t[i].detach().clone().requires_grad_() for t in (x, w, b))
-        ref = F.linear(xi, wi, bi)
-        ref.backward(g[i])
-        assert torch.equal(out[i], ref)
-        assert torch.equal(x.grad[i], xi.grad)
-        assert torch.equal(w.grad[i], wi.grad)
-        assert torch.equal(b.grad[i], bi.grad)
+@pytest.mark.parametrize("batch", [64, 54])
+def test_written_out_backward_is_bitwise_on_the_digits_mlp_shapes(digits, batch, threads):
+    """Every layer shape of the digits MLP, a full and the short last batch, one and two
+    threads: where a batched kernel rounds differently (with MKL on two threads, the 10-row
+    weight gradient of the head), the plan falls back to a loop over members."""
+    factory = ModelFactory("mlp", (1, 8, 8), 10, (1, 8, 8), {})
+    models = [factory(s) for s in range(4)]
+    n = len(digits.train.y)
+    idx = torch.stack(
+        [torch.randperm(n, generator=torch.Generator().manual_seed(s))[:batch] for s in range(4)]
+    )
+    leaves, _ = _chain_grads(models, digits.train.x, digits.train.y, idx)
+    own, _ = _own_grads(models, digits.train.x, digits.train.y, idx)
+    for name, leaf in leaves.items():
+        for k in range(4):
+            assert torch.equal(leaf.grad[k], own[k][name]), (name, k)
 
 
 def test_bmm_backend_is_bitwise_on_digits_with_adam(digits):

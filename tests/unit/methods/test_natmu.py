@@ -132,8 +132,13 @@ def assert_valid_plan(plan, labels, retain_labels, *, true_label_free: bool = Tr
 def test_partner_plan_invariants(label_rule: str, mode: str) -> None:
     probs, labels, retain_labels = random_problem()
     plan = plan_partners(
-        probs, labels, retain_labels, 4, generator=torch.Generator().manual_seed(1),
-        label_rule=label_rule, rebalance_mode=mode,
+        probs,
+        labels,
+        retain_labels,
+        4,
+        generator=torch.Generator().manual_seed(1),
+        label_rule=label_rule,
+        rebalance_mode=mode,
     )
     assert plan.targets.shape == plan.partners.shape == (60, 4)
     assert_valid_plan(plan, labels, retain_labels)
@@ -141,8 +146,9 @@ def test_partner_plan_invariants(label_rule: str, mode: str) -> None:
 
 def test_topk_targets_are_the_most_probable_wrong_classes_in_order() -> None:
     probs, labels, retain_labels = random_problem()
-    plan = plan_partners(probs, labels, retain_labels, 4, generator=torch.Generator(),
-                         label_rule="topk")
+    plan = plan_partners(
+        probs, labels, retain_labels, 4, generator=torch.Generator(), label_rule="topk"
+    )
     masked = probs.clone()
     masked[torch.arange(len(labels)), labels] = 0
     expected = torch.topk(masked, 4, dim=1).indices
@@ -181,8 +187,14 @@ def test_class_mode_never_uses_a_forget_class(forget_classes: tuple[int, ...]) -
     pool = torch.tensor([c for c in range(k) if c not in forget_classes])
     retain_labels = pool[torch.randint(0, len(pool), (800,), generator=g)]
     plan = plan_partners(
-        torch.softmax(logits, 1), labels, retain_labels, 4, generator=g,
-        label_rule="topk", scenario="class", exclude_classes=forget_classes,
+        torch.softmax(logits, 1),
+        labels,
+        retain_labels,
+        4,
+        generator=g,
+        label_rule="topk",
+        scenario="class",
+        exclude_classes=forget_classes,
     )
     used = set(plan.targets.flatten().tolist())
     assert not used & set(forget_classes)
@@ -195,8 +207,14 @@ def test_class_mode_supply_guard_takes_the_next_most_probable_class() -> None:
     labels = torch.zeros(6, dtype=torch.long)
     retain_labels = torch.tensor([1] * 3 + [2] * 10 + [3] * 10 + [4] * 10)
     plan = plan_partners(
-        probs, labels, retain_labels, 2, generator=torch.Generator().manual_seed(0),
-        label_rule="topk_balanced", scenario="class", exclude_classes=(0,),
+        probs,
+        labels,
+        retain_labels,
+        2,
+        generator=torch.Generator().manual_seed(0),
+        label_rule="topk_balanced",
+        scenario="class",
+        exclude_classes=(0,),
     )
     assert plan.targets.tolist() == [[1, 2]] * 3 + [[3, 2]] * 3
     assert plan.info["supply_guard_triggers"] == 3
@@ -209,8 +227,16 @@ def test_running_out_of_partners_is_a_clear_data_error() -> None:
     labels = torch.zeros(3, dtype=torch.long)
     retain_labels = torch.tensor([1, 1, 2, 2])
     with pytest.raises(DataError, match="ran out of partners"):
-        plan_partners(probs, labels, retain_labels, 2, generator=torch.Generator(),
-                      label_rule="topk", scenario="class", exclude_classes=(0,))
+        plan_partners(
+            probs,
+            labels,
+            retain_labels,
+            2,
+            generator=torch.Generator(),
+            label_rule="topk",
+            scenario="class",
+            exclude_classes=(0,),
+        )
 
 
 def test_reinit_linear_changes_only_linear_weights() -> None:
@@ -272,8 +298,9 @@ def test_quantized_hybrids_are_integer_in_raw_space() -> None:
 
 def test_vector_rule_gives_every_feature_a_large_forget_weight() -> None:
     for dim in (36, 37):
-        masks, rule = hybrid_masks((dim,), 0.0, 4, rule="auto",
-                                   generator=torch.Generator().manual_seed(0))
+        masks, rule = hybrid_masks(
+            (dim,), 0.0, 4, rule="auto", generator=torch.Generator().manual_seed(0)
+        )
         assert rule == "index_perm" and masks.shape == (4, dim)
         t, _ = tent_profiles(dim)
         assert bool((masks.max(0).values >= 0.5 * t.max()).all())
@@ -315,8 +342,9 @@ def skewed_problem():
 def test_rebalancing_respects_every_capacity_and_partners_follow() -> None:
     probs, labels, retain_labels = skewed_problem()
     assert (probs.argmax(1) == 0).float().mean().item() >= 0.9
-    plan = plan_partners(probs, labels, retain_labels, 4,
-                         generator=torch.Generator().manual_seed(2))
+    plan = plan_partners(
+        probs, labels, retain_labels, 4, generator=torch.Generator().manual_seed(2)
+    )
     m = 960 / 10
     caps = torch.minimum(torch.full((10,), math.floor(0.98 * m)), torch.bincount(retain_labels))
     counts = torch.bincount(plan.targets.flatten(), minlength=10)
@@ -330,8 +358,14 @@ def test_rebalancing_respects_every_capacity_and_partners_follow() -> None:
 def test_reference_rebalancing_has_no_supply_guard() -> None:
     probs, labels, retain_labels = skewed_problem()
     with pytest.raises(DataError, match="guarded"):
-        plan_partners(probs, labels, retain_labels, 4, generator=torch.Generator().manual_seed(2),
-                      rebalance_mode="reference")
+        plan_partners(
+            probs,
+            labels,
+            retain_labels,
+            4,
+            generator=torch.Generator().manual_seed(2),
+            rebalance_mode="reference",
+        )
 
 
 def test_rebalancing_known_answer_reference_and_guarded() -> None:
@@ -340,12 +374,14 @@ def test_rebalancing_known_answer_reference_and_guarded() -> None:
     targets = torch.ones(12, 1, dtype=torch.long)
     labels = torch.tensor([2] * 11 + [0])
     supply = torch.full((4,), 10)
-    ref, info = rebalance_targets(targets, labels, supply, mode="reference",
-                                  generator=torch.Generator())
+    ref, info = rebalance_targets(
+        targets, labels, supply, mode="reference", generator=torch.Generator()
+    )
     assert ref.flatten().tolist() == [1] * 9 + [0] * 3  # the quirk: 0 is sample 11's label
     assert info["reassigned"] == 3 and info["overflow_classes"] == [1]
-    ours, info = rebalance_targets(targets, labels, supply, mode="guarded",
-                                   generator=torch.Generator())
+    ours, info = rebalance_targets(
+        targets, labels, supply, mode="guarded", generator=torch.Generator()
+    )
     # Sample 11 skips pool class 0 (its true label); the pool is then exhausted, so it takes the
     # unused class with the most remaining room (2 and 3 tie: the lower index).
     assert ours.flatten().tolist() == [1] * 9 + [0, 0, 2]
@@ -355,8 +391,13 @@ def test_rebalancing_known_answer_reference_and_guarded() -> None:
 def test_reference_rebalancing_without_a_pool_raises() -> None:
     targets = torch.zeros(12, 1, dtype=torch.long)
     with pytest.raises(DataError, match="guarded"):
-        rebalance_targets(targets, torch.ones(12, dtype=torch.long), torch.full((4,), 10),
-                          mode="reference", generator=torch.Generator())
+        rebalance_targets(
+            targets,
+            torch.ones(12, dtype=torch.long),
+            torch.full((4,), 10),
+            mode="reference",
+            generator=torch.Generator(),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,10 +408,14 @@ def test_config_defaults_presets_and_scenario_defaults() -> None:
     cfg = NatMUConfig()
     assert (cfg.n_hybrids, cfg.delta, cfg.epochs, cfg.batch_size) == (4, -0.053, 5, 128)
     assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.weight_decay) == (
-        "adamw", 1e-3, 5e-4,
+        "adamw",
+        1e-3,
+        5e-4,
     )
     assert (cfg.scheduler.name, cfg.scheduler.per_step, cfg.scheduler.warmup_steps) == (
-        "cosine", True, 0,
+        "cosine",
+        True,
+        0,
     )
     spec = get_method("natmu")
     assert spec.make_config(scenario="random").label_rule == "topk_balanced"
@@ -387,8 +432,13 @@ def test_config_defaults_presets_and_scenario_defaults() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"n_hybrids": 0}, {"n_hybrids": 5}, {"label_rule": "top1"}, {"rebalance_mode": "x"},
-        {"vector_mask_rule": "pixels"}, {"balance_low": 0.99}, {"delta": float("nan")},
+        {"n_hybrids": 0},
+        {"n_hybrids": 5},
+        {"label_rule": "top1"},
+        {"rebalance_mode": "x"},
+        {"vector_mask_rule": "pixels"},
+        {"balance_low": 0.99},
+        {"delta": float("nan")},
     ],
 )
 def test_bad_configs_are_rejected(bad: dict) -> None:
@@ -403,8 +453,9 @@ def test_diagnostics_and_quantized_vector_images() -> None:
     raw = (torch.rand(120, 16, generator=g) * 8 + y[:, None] * 2).round().clamp(0, 16)
     norm = Normalization(raw_range=(0.0, 16.0), quantized=True)
     x = norm.to_model(raw)
-    bundle = from_arrays(x[:90], y[:90], x[90:], y[90:], num_classes=4, image_shape=(1, 4, 4),
-                         normalization=norm)
+    bundle = from_arrays(
+        x[:90], y[:90], x[90:], y[90:], num_classes=4, image_shape=(1, 4, 4), normalization=norm
+    )
     task = forget_task(bundle, "random", fraction=0.1, seed=0)
     model = tiny_model(bundle)
     out = run_unlearning(model, task, "natmu", {"max_steps": 3, "batch_size": 32}, seed=0)
@@ -413,9 +464,7 @@ def test_diagnostics_and_quantized_vector_images() -> None:
     assert info["mask_rule"] == "image" and info["quantized_hybrids"]
     assert info["n_hybrids_per_sample"] == 3 and info["n_hybrids_requested"] == 4
     assert info["n_hybrids"] == 3 * task.n_forget
-    assert info["mean_forget_weight"] == pytest.approx(
-        natmu_masks(4, 4, -0.053, 3).mean().item()
-    )
+    assert info["mean_forget_weight"] == pytest.approx(natmu_masks(4, 4, -0.053, 3).mean().item())
     assert info["rebalanced"] and "supply_guard_triggers" in info
 
 
@@ -453,6 +502,11 @@ def test_only_the_retain_part_of_a_batch_is_augmented() -> None:
     seen.clear()
     run_unlearning(model, task, "natmu", {"max_steps": 2, "augment_retain": False}, seed=0)
     assert not seen
-    run_unlearning(model, task, "natmu", {"max_steps": 1, "augment_retain": False,
-                                          "augment_hybrids": True}, seed=0)
+    run_unlearning(
+        model,
+        task,
+        "natmu",
+        {"max_steps": 1, "augment_retain": False, "augment_hybrids": True},
+        seed=0,
+    )
     assert seen and all(tuple(r.tolist()) not in retain_rows for r in seen[0].flatten(1))
