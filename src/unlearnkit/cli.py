@@ -69,6 +69,11 @@ def bench(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="torch threads (default: the spec's setting)."
     ),
+    relearn: bool = typer.Option(
+        False,
+        "--relearn",
+        help="Add relearn time and the Anamnesis Index (METRICS.md 2.9; short fine-tunes).",
+    ),
 ) -> None:
     """Run a benchmark (resumable), print the tables, write OUT/results.db and OUT/report.md."""
     from .bench.report import aggregate, tables_md
@@ -84,6 +89,8 @@ def bench(
             spec = dataclasses.replace(spec, seeds=tuple(range(seeds)))
         if threads is not None:
             spec = dataclasses.replace(spec, threads=threads)
+        if relearn:
+            spec = dataclasses.replace(spec, relearn=True)
         overrides = _parse_sets(set_)
         if overrides:
             merged = {k: dict(v) for k, v in spec.method_config.items()}

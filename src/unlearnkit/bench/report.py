@@ -44,6 +44,12 @@ DETAIL_KEYS: tuple[tuple[str, str, str], ...] = (
     ("js_to_retrain_forget", "JS to Retrain on D_f (×1e3)", "milli"),
 )
 
+#: Opt-in readouts (the spec's ``relearn: true``), shown when the rows have them.
+RELEARN_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("relearn_steps", "relearn steps (→ Retrain; cap 100)", "count"),
+    ("ain", "AIN (→ 1)", "score"),
+)
+
 _KIND_ORDER = {"original": 0, "retrain": 1, "retrain_prime": 2, "method": 3}
 _ACCESS_ORDER = {"forget_only": 0, "forget_and_retain": 1, "full_train": 2}
 
@@ -161,7 +167,9 @@ def _fmt(stat: dict[str, float] | None, kind: str) -> str:
         return "–"
     scale = {"rate": 100.0, "milli": 1000.0}.get(kind, 1.0)
     m = stat["mean"] * scale
-    digits = 2 if kind in ("score", "seconds") else 1
+    digits = {"score": 2, "seconds": 2, "count": 0}.get(kind, 1)
+    if kind == "count" and stat["n"] >= 2:
+        digits = 1
     if stat["n"] < 2 or math.isnan(stat["std"]):
         return f"{m:.{digits}f}"
     return f"{m:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
@@ -199,7 +207,8 @@ def tables_md(records: list[dict], detail: bool = True) -> str:
         parts.append(_table(rows, SUMMARY_KEYS))
         if detail:
             parts.append("\nDetail:\n")
-            parts.append(_table(rows, DETAIL_KEYS))
+            extra = tuple(c for c in RELEARN_KEYS if any(c[0] in r["metrics"] for r in rows))
+            parts.append(_table(rows, DETAIL_KEYS + extra))
         parts.append("")
     return "\n".join(parts)
 

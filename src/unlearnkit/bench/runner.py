@@ -27,6 +27,7 @@ from ..audit.bank import OracleBank, bank_key
 from ..datasets import load
 from ..errors import UnlearnKitError
 from ..methods import get_method
+from ..metrics.relearn import anamnesis_index, mean_loss, relearn_time
 from ..metrics.suite import ModelSignals, model_signals, tier_a, tier_b
 from ..models import ModelFactory
 from ..tasks import ForgetTask, forget_task
@@ -167,6 +168,8 @@ def _base_key(spec: BenchSpec, task: ForgetTask, factory: ModelFactory, rep: int
         "seed_attack": spec.seed_attack,
         "zrf_teacher_seed": spec.zrf_teacher_seed,
         "metrics_version": METRICS_VERSION,
+        # opt-in readouts change what a cell holds; absent when off, so old keys still match
+        **({"relearn": True} if spec.relearn else {}),
     }
 
 
@@ -285,8 +288,31 @@ class _Refs:
             m.update(_forget_stats(sig))
             if which != "original":
                 m["rte_seconds"] = float(self.retrain(which)[1].get("rte_seconds", float("nan")))
+            if self.spec.relearn:
+                model = self.original()[0] if which == "original" else self.retrain(which)[0]
+                m.update(self.relearn(model))
             self._cache[key] = m
         return self._cache[key]
+
+    def relearn(self, model) -> dict[str, float]:
+        """METRICS.md 2.9's readouts of ``model``: relearn time and AIN against Retrain."""
+        orig = self.original()[0]
+        if "relearn_target" not in self._cache:
+            self._cache["relearn_target"] = mean_loss(orig, self.task.forget, device=self.device)
+        res = relearn_time(
+            model,
+            self.task.train_full,
+            self.task.forget,
+            self._cache["relearn_target"],
+            device=self.device,
+        )
+        out = {"relearn_steps": float(res.steps), "relearn_censored": float(res.censored)}
+        out.update(
+            anamnesis_index(
+                model, self.retrain("retrain")[0], orig, self.task.forget, device=self.device
+            )
+        )
+        return out
 
 
 def _run_replicate(
@@ -347,6 +373,8 @@ def _run_replicate(
                 m.update(_forget_stats(sig_u))
                 m["rte_seconds"] = outcome.rte_seconds
                 m["diverged"] = float(outcome.diverged)
+                if spec.relearn:
+                    m.update(refs.relearn(outcome.model))
                 m.update(tier_b(m, m_r, sig_u, sig_r))
                 record = {
                     **record_base,

@@ -111,6 +111,7 @@ class BenchSpec:
     zrf_teacher_seed: int = 12345
     sweeps: tuple[SweepSpec, ...] = ()
     threads: int | None = None
+    relearn: bool = False
 
     def method_entries(self, scenario: ScenarioSpec | None = None) -> list[MethodEntry]:
         """The resolved list of methods (Retrain excluded: it is the reference row).
@@ -142,6 +143,8 @@ class BenchSpec:
             raise ConfigError("the spec lists no scenarios")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 or null, got {self.threads}")
+        if not isinstance(self.relearn, bool):
+            raise ConfigError(f"relearn must be true or false, got {self.relearn!r}")
         if not self.seeds:
             raise ConfigError("the spec lists no seeds")
         labels = [s.name for s in self.scenarios]

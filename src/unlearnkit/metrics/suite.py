@@ -29,6 +29,7 @@ from .functional.gaps import (
 )
 from .functional.mia import mia_lr_entropy, mia_lr_loss_cv, mia_svc
 from .functional.zrf import zrf
+from .relearn import anamnesis_index, mean_loss, relearn_time
 from .signals import SplitSignals, compute_signals
 
 __all__ = [
@@ -219,6 +220,9 @@ def evaluate(
     zrf_teacher_seed: int = 0,
     seed_attack: int = 0,
     device: torch.device | str | None = None,
+    original: nn.Module | None = None,
+    relearn: bool = False,
+    relearn_seed: int = 0,
 ) -> dict[str, float]:
     """Evaluate an (unlearned) model on a task: Tier A, and Tier B against ``reference``.
 
@@ -232,6 +236,12 @@ def evaluate(
             re-initialisation of a copy of ``model``; ZRF is skipped if that is impossible).
         zrf_teacher_seed: seed of the ZRF teacher.
         seed_attack: seed of shadow sampling and CV splits.
+        original: the original model theta_o; needed by ``relearn``.
+        relearn: add METRICS.md 2.9's optional readouts (each costs short fine-tunes):
+            ``relearn_steps`` / ``relearn_censored`` (and Retrain's, ``ref_``-prefixed) and,
+            with ``reference``, the Anamnesis Index ``ain`` with its ``ain_*`` details. See
+            :mod:`unlearnkit.metrics.relearn`.
+        relearn_seed: the batch-drawing seed of those fine-tunes (the same for every model).
 
     Returns:
         A flat dict of floats (rates as fractions). Keys of Retrain's own values are prefixed
@@ -243,6 +253,22 @@ def evaluate(
     """
     from ..errors import ConfigError
     from ..models import reinit_factory
+
+    if relearn:
+        if original is None:
+            raise ConfigError("relearn=True needs the original model: pass original=")
+        if task.train_full is None:
+            raise ConfigError(
+                "relearn=True fine-tunes on the whole training set, which this forget-only "
+                "task withholds; evaluate on the full task"
+            )
+        target_loss = mean_loss(original, task.forget, device=device)
+
+        def relearn_keys(m: nn.Module) -> dict[str, float]:
+            res = relearn_time(
+                m, task.train_full, task.forget, target_loss, seed=relearn_seed, device=device
+            )
+            return {"relearn_steps": float(res.steps), "relearn_censored": float(res.censored)}
 
     teacher_sig = None
     if model_factory is None:
@@ -257,14 +283,20 @@ def evaluate(
     m_u = tier_a(sig_u, teacher=teacher_sig, seed_attack=seed_attack)
     if rte_seconds is not None:
         m_u["rte_seconds"] = float(rte_seconds)
+    if relearn:
+        m_u.update(relearn_keys(model))
     if reference is None:
         return m_u
     sig_r = model_signals(reference, task, device=device)
     m_r = tier_a(sig_r, teacher=teacher_sig, seed_attack=seed_attack)
     if reference_rte_seconds is not None:
         m_r["rte_seconds"] = float(reference_rte_seconds)
+    if relearn:
+        m_r.update(relearn_keys(reference))
     out = dict(m_u)
     out.update(tier_b(m_u, m_r, sig_u, sig_r))
+    if relearn:
+        out.update(anamnesis_index(model, reference, original, task.forget, seed=relearn_seed))
     out.update({f"ref_{k}": v for k, v in m_r.items()})
     if reference_prime is not None:
         sig_r2 = model_signals(reference_prime, task, device=device)
