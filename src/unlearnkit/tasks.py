@@ -25,7 +25,7 @@ from .errors import DataError
 
 __all__ = ["SCENARIOS", "ForgetTask", "forget_task", "read_indices"]
 
-SCENARIOS = ("random", "class", "indices")
+SCENARIOS = ("random", "class", "indices", "subclass")
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,10 +34,12 @@ class ForgetTask:
 
     Attributes:
         bundle: the dataset.
-        scenario: ``"random"``, ``"class"`` or ``"indices"``.
+        scenario: ``"random"``, ``"class"``, ``"indices"`` or ``"subclass"``.
         forget_idx: sorted positions of the forget set in ``bundle.train``.
         retain_idx: the complement (positions of the retain set).
         forget_classes: the forgotten classes (``class`` scenario), else ``()``.
+        forget_subclasses: the forgotten fine classes (``subclass`` scenario: fine labels of
+            ``bundle``'s splits, inside the coarse label space the model predicts), else ``()``.
         params: the arguments that built the task (recorded with results).
         retain_available: ``False`` for a forget-only request (no retain data at all).
     """
@@ -49,13 +51,15 @@ class ForgetTask:
     forget_classes: tuple[int, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     retain_available: bool = True
+    forget_subclasses: tuple[int, ...] = ()
 
     @property
     def id(self) -> str:
         """Content hash of (dataset fingerprint, scenario, forget indices)."""
-        return tensor_digest(
-            self.forget_idx, extra=(self.bundle.fingerprint, self.scenario, self.forget_classes)
-        )
+        extra: tuple = (self.bundle.fingerprint, self.scenario, self.forget_classes)
+        if self.forget_subclasses:
+            extra += (self.forget_subclasses,)
+        return tensor_digest(self.forget_idx, extra=extra)
 
     @property
     def n_forget(self) -> int:
@@ -106,15 +110,25 @@ class ForgetTask:
             return None
         return self._split_view("val", self.bundle.val)
 
+    @property
+    def _classwise(self) -> bool:
+        """Whether the test set splits into forgotten and remaining parts."""
+        return bool(self.forget_classes or self.forget_subclasses)
+
     def _test_mask(self, forgotten: bool) -> np.ndarray:
-        y = self.bundle.test.y.numpy()
-        in_fgt = np.isin(y, np.asarray(self.forget_classes, dtype=np.int64))
+        test = self.bundle.test
+        if self.forget_subclasses:
+            labels, forgot = test.fine, self.forget_subclasses
+        else:
+            labels, forgot = test.y, self.forget_classes
+        in_fgt = np.isin(labels.numpy(), np.asarray(forgot, dtype=np.int64))
         return in_fgt if forgotten else ~in_fgt
 
     @property
     def test(self) -> DataView:
-        """``D_te^rem``: the test set without the forgotten classes (all of it for random)."""
-        if not self.forget_classes:
+        """``D_te^rem``: the test set without the forgotten classes or sub-classes (all of it
+        for sample-wise scenarios)."""
+        if not self._classwise:
             return self._split_view("test", self.bundle.test)
         return self._split_view("test", self.bundle.test, self._test_mask(False))
 
@@ -125,8 +139,9 @@ class ForgetTask:
 
     @property
     def forget_test(self) -> DataView | None:
-        """``D_te^fgt``: test samples of the forgotten classes (class scenario), else ``None``."""
-        if not self.forget_classes:
+        """``D_te^fgt``: test samples of the forgotten classes (``class``) or fine classes
+        (``subclass``), else ``None``."""
+        if not self._classwise:
             return None
         return self._split_view("forget_test", self.bundle.test, self._test_mask(True))
 
@@ -142,6 +157,7 @@ class ForgetTask:
             "n_forget": self.n_forget,
             "n_retain": int(len(self.retain_idx)) if self.retain_available else 0,
             "forget_classes": list(self.forget_classes),
+            "forget_subclasses": list(self.forget_subclasses),
             "params": self.params,
             "dataset": self.bundle.fingerprint,
         }
@@ -203,6 +219,7 @@ def forget_task(
     stratified: bool = False,
     classes: Sequence[int] | None = None,
     indices: Sequence[int] | str | Path | None = None,
+    subclasses: Sequence[int] | None = None,
     seed: int = 0,
 ) -> ForgetTask:
     """Build and validate a forget task.
@@ -210,8 +227,11 @@ def forget_task(
     Args:
         bundle: the dataset bundle.
         scenario: ``"random"`` (``fraction`` in (0, 1) or ``count``; ``stratified`` keeps the
-            class mix), ``"class"`` (``classes``: one or more whole classes) or ``"indices"``
-            (``indices``: a list of positions in the training set, or a file path).
+            class mix), ``"class"`` (``classes``: one or more whole classes), ``"indices"``
+            (``indices``: a list of positions in the training set, or a file path) or
+            ``"subclass"`` (``subclasses``: one or more fine classes of a bundle whose splits
+            carry fine labels, e.g. CIFAR-100 under its 20 super-classes; the model keeps
+            predicting the coarse labels, and the test set splits by fine label).
         seed: the split seed (``seed_split``); the forget set does not change with training seeds.
 
     Returns:
@@ -225,6 +245,7 @@ def forget_task(
     y = bundle.train.y.numpy()
     params: dict[str, Any] = {"seed": seed}
     forget_classes: tuple[int, ...] = ()
+    forget_subclasses: tuple[int, ...] = ()
     if scenario == "random":
         if (fraction is None) == (count is None):
             raise DataError("scenario 'random' needs exactly one of fraction= or count=")
@@ -278,11 +299,38 @@ def forget_task(
         if forget.size >= n:
             raise DataError(f"cannot forget all {n} training samples; leave a retain set")
     elif scenario == "subclass":
-        raise DataError(
-            "scenario 'subclass' needs fine labels, which no bundled dataset provides yet; "
-            "use 'indices' with the fine class's positions"
-        )
+        fine = bundle.train.fine
+        if fine is None:
+            raise DataError(
+                f"scenario 'subclass' needs fine labels, which dataset {bundle.name!r} does not "
+                "carry; use a bundle with fine labels (e.g. load('cifar100', labels='coarse') or "
+                "load('synthetic', fine_per_class=2)) or scenario 'indices'"
+            )
+        if subclasses is None or len(list(subclasses)) == 0:
+            raise DataError("scenario 'subclass' needs subclasses=[...] (fine class indices)")
+        sub = sorted({int(c) for c in subclasses})
+        f = fine.numpy()
+        missing = [c for c in sub if not (f == c).any()]
+        if missing:
+            raise DataError(
+                f"fine class(es) {missing} do not occur in the training set "
+                f"(fine classes present: {int(f.min())}..{int(f.max())})"
+            )
+        forget = np.flatnonzero(np.isin(f, sub)).astype(np.int64)
+        # a whole coarse class gone is the 'class' scenario, not a sub-class
+        rest = np.delete(y, forget)
+        whole = [int(c) for c in np.unique(y[forget]) if not (rest == c).any()]
+        if whole:
+            raise DataError(
+                f"fine class(es) {sub} make up all of coarse class(es) {whole}; that is the "
+                "'class' scenario (use scenario='class'); a sub-class must leave other "
+                "members in its super-class"
+            )
+        forget_subclasses = tuple(sub)
+        params["subclasses"] = list(sub)
     else:
         raise DataError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
     retain = np.setdiff1d(np.arange(n, dtype=np.int64), forget, assume_unique=True)
-    return ForgetTask(bundle, scenario, forget, retain, forget_classes, params)
+    return ForgetTask(
+        bundle, scenario, forget, retain, forget_classes, params, True, forget_subclasses
+    )

@@ -20,6 +20,15 @@ def test_conformance_class_scenario_with_batchnorm(name: str) -> None:
     check_method(name, scenario="class", bn=True)
 
 
+@pytest.mark.parametrize(
+    "name", [m for m in METHODS if "subclass" in uk.get_method(m).access.scenarios]
+)
+def test_conformance_subclass_scenario(name: str) -> None:
+    """One fine class inside a super-class (labels stay coarse, the test set splits by fine
+    label): every method that declares the scenario obeys the contract there too."""
+    check_method(name, scenario="subclass")
+
+
 def test_registry_refuses_duplicates() -> None:
     spec = uk.get_method("finetune")
     with pytest.raises(ValueError, match="already registered"):

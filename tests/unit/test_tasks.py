@@ -81,3 +81,82 @@ def test_whole_training_set_is_refused(bundle) -> None:
 def test_forget_only_task_has_no_retain_data(bundle) -> None:
     t = uk.forget_task(bundle, "random", fraction=0.1).forget_only()
     assert t.retain is None and t.train_full is None and len(t.forget) == t.n_forget
+
+
+# --------------------------------------------------------------------------------------------
+# subclass: one fine class inside a coarse label space
+
+
+@pytest.fixture(scope="module")
+def fine_bundle():
+    return uk.datasets.load(
+        "synthetic", n_train=120, n_val=30, n_test=60, num_classes=3, fine_per_class=2, seed=4
+    )
+
+
+def test_synthetic_fine_labels_nest_in_the_classes(fine_bundle) -> None:
+    for split in (fine_bundle.train, fine_bundle.val, fine_bundle.test):
+        assert split.fine is not None
+        assert np.array_equal(split.y.numpy(), split.fine.numpy() // 2)
+    assert sorted(np.unique(fine_bundle.test.fine.numpy()).tolist()) == list(range(6))
+    assert fine_bundle.fine_names == ("0.0", "0.1", "1.0", "1.1", "2.0", "2.1")
+    plain = uk.datasets.load("synthetic", n_train=120, n_val=30, n_test=60, num_classes=3)
+    assert plain.train.fine is None and plain.fine_names is None
+
+
+def test_subclass_task_forgets_one_fine_class_and_splits_the_test_set_by_it(fine_bundle) -> None:
+    t = uk.forget_task(fine_bundle, "subclass", subclasses=[3])
+    fine_tr, fine_te = fine_bundle.train.fine.numpy(), fine_bundle.test.fine.numpy()
+    assert np.array_equal(t.forget_idx, np.flatnonzero(fine_tr == 3))
+    assert t.forget_subclasses == (3,) and t.forget_classes == ()
+    # Labels stay coarse: the forgotten samples keep their super-class 1, which D_r still has.
+    assert set(t.forget.y.tolist()) == {1} and (t.retain.y == 1).any()
+    assert len(t.forget_test) == int((fine_te == 3).sum()) and set(t.forget_test.y.tolist()) == {1}
+    assert len(t.test) == int((fine_te != 3).sum())
+    assert len(t.test_full) == len(fine_bundle.test)
+    assert t.describe()["forget_subclasses"] == [3]
+    assert t.forget_only().forget_subclasses == (3,)
+    other = uk.forget_task(fine_bundle, "subclass", subclasses=[2])
+    assert t.id != other.id
+    assert t.id == uk.forget_task(fine_bundle, "subclass", subclasses=[3]).id
+
+
+def test_subclass_errors_name_the_problem(fine_bundle, bundle) -> None:
+    with pytest.raises(DataError, match=r"needs fine labels.*'digits'"):
+        uk.forget_task(bundle, "subclass", subclasses=[1])
+    with pytest.raises(DataError, match="subclasses="):
+        uk.forget_task(fine_bundle, "subclass")
+    with pytest.raises(DataError, match=r"fine class\(es\) \[9\] do not occur"):
+        uk.forget_task(fine_bundle, "subclass", subclasses=[9])
+    with pytest.raises(DataError, match="that is the 'class' scenario"):
+        uk.forget_task(fine_bundle, "subclass", subclasses=[2, 3])
+
+
+def test_fine_labels_must_match_and_be_everywhere_or_nowhere() -> None:
+    import torch
+
+    from unlearnkit.datasets import DatasetBundle, Split
+
+    x, y = torch.zeros(4, 2), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(DataError, match="fine labels must match"):
+        Split(x, y, torch.tensor([0, 1]))
+    with pytest.raises(DataError, match="every split carries fine labels or none"):
+        DatasetBundle("d", Split(x, y, y * 2), Split(x, y), num_classes=2, input_shape=(2,))
+
+
+def test_fine_labels_enter_the_fingerprint(fine_bundle) -> None:
+    import dataclasses
+
+    from unlearnkit.datasets import Split
+
+    def without_fine(s):
+        return None if s is None else Split(s.x, s.y)
+
+    plain = dataclasses.replace(
+        fine_bundle,
+        train=without_fine(fine_bundle.train),
+        val=without_fine(fine_bundle.val),
+        test=without_fine(fine_bundle.test),
+        fine_names=None,
+    )
+    assert plain.fingerprint != fine_bundle.fingerprint

@@ -33,17 +33,18 @@ class ScenarioSpec:
     count: int | None = None
     classes: tuple[int, ...] | None = None
     indices: tuple[int, ...] | None = None
+    subclasses: tuple[int, ...] | None = None
     stratified: bool = False
     seed: int = 0
     method_config: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def task_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"scenario": self.scenario, "seed": self.seed}
-        for key in ("fraction", "count", "classes", "indices"):
+        for key in ("fraction", "count", "classes", "indices", "subclasses"):
             if getattr(self, key) is not None:
                 kw[key] = (
                     list(getattr(self, key))
-                    if key in ("classes", "indices")
+                    if key in ("classes", "indices", "subclasses")
                     else getattr(self, key)
                 )
         if self.stratified:

@@ -226,6 +226,27 @@ def _validation_classes(classes: tuple[int, ...], bundle: DatasetBundle) -> list
     return sorted(out)
 
 
+def _validation_subclasses(subclasses: tuple[int, ...], bundle: DatasetBundle) -> list[int]:
+    """Each forgotten fine class -> the next fine class (by index, wrapping) of the same
+    super-class that the benchmark does not forget and that is not taken yet."""
+    fine, coarse = bundle.train.fine.numpy(), bundle.train.y.numpy()
+    present = sorted(np.unique(fine).tolist())
+    parent = {f: int(np.bincount(coarse[fine == f]).argmax()) for f in present}
+    out: list[int] = []
+    for f in sorted(subclasses):
+        later = [c for c in present if c > f] + [c for c in present if c < f]
+        for cand in later:
+            if parent[cand] == parent[f] and cand not in subclasses and cand not in out:
+                out.append(cand)
+                break
+        else:
+            raise DataError(
+                f"no fine class is left for a validation forget set: super-class {parent[f]} "
+                f"has no fine class besides the forgotten {sorted(subclasses)}"
+            )
+    return sorted(out)
+
+
 def validation_task(
     spec: BenchSpec,
     scenario: ScenarioSpec | str,
@@ -242,6 +263,8 @@ def validation_task(
       this reproduces the benchmark's forget set);
     * ``class``: each forgotten class ``c`` is replaced by ``(c + VAL_CLASS_SHIFT) mod K``,
       moving on to ``c + 2, ...`` past classes the benchmark forgets (digits' class 3 -> 4);
+    * ``subclass``: each forgotten fine class is replaced by the next fine class of the same
+      super-class that the benchmark keeps (by fine index, wrapping around);
     * ``indices``: as many positions as the benchmark forgets, drawn at random (seed
       ``seed + VAL_SPLIT_SEED_OFFSET``) among the positions the benchmark retains.
 
@@ -262,6 +285,9 @@ def validation_task(
     kw = sc.task_kwargs()
     if sc.scenario == "class":
         kw["classes"] = _validation_classes(bench.forget_classes, bundle)
+        task = forget_task(vb, **kw)
+    elif sc.scenario == "subclass":
+        kw["subclasses"] = _validation_subclasses(bench.forget_subclasses, bundle)
         task = forget_task(vb, **kw)
     elif sc.scenario == "indices":
         rng = np.random.default_rng(sc.seed + VAL_SPLIT_SEED_OFFSET)

@@ -73,15 +73,26 @@ class Normalization:
 
 @dataclass
 class Split:
-    """One split of a dataset: model-ready inputs ``x`` (float32) and integer labels ``y``."""
+    """One split of a dataset: model-ready inputs ``x`` (float32) and integer labels ``y``.
+
+    ``fine`` optionally holds each sample's *fine* label when ``y`` is a coarser label space
+    (e.g. CIFAR-100's 100 classes under its 20 super-classes): the ``subclass`` scenario forgets
+    one fine class while the model keeps predicting super-classes.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
+    fine: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.x.shape[0] != self.y.shape[0]:
             raise DataError(
                 f"inputs and labels differ in length ({self.x.shape[0]} vs {self.y.shape[0]})"
+            )
+        if self.fine is not None and self.fine.shape != self.y.shape:
+            raise DataError(
+                f"fine labels must match the labels' shape {tuple(self.y.shape)}, "
+                f"got {tuple(self.fine.shape)}"
             )
 
     def __len__(self) -> int:
@@ -89,7 +100,8 @@ class Split:
 
     def subset(self, idx: np.ndarray | torch.Tensor) -> Split:
         idx_t = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-        return Split(self.x[idx_t], self.y[idx_t])
+        fine = None if self.fine is None else self.fine[idx_t]
+        return Split(self.x[idx_t], self.y[idx_t], fine)
 
 
 def tensor_digest(*tensors: torch.Tensor | np.ndarray, extra: Any = None) -> str:
@@ -120,6 +132,9 @@ class DatasetBundle:
         split_info: how the splits were made (seed, fractions, sizes); stored with every result.
         augment: optional training-time augmentation ``fn(x, generator) -> x``.
         flip_invariant: whether horizontal flips preserve labels (LiRA query augmentation).
+        class_names: names of the ``num_classes`` labels, if known.
+        fine_names: names of the fine labels when the splits carry ``fine`` labels (their
+            count is the number of fine classes), else ``None``.
     """
 
     name: str
@@ -134,12 +149,18 @@ class DatasetBundle:
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
     flip_invariant: bool = False
     class_names: tuple[str, ...] | None = None
+    fine_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for split_name in ("train", "val", "test"):
             split = getattr(self, split_name)
             if split is None:
                 continue
+            if (split.fine is None) != (self.train.fine is None):
+                raise DataError(
+                    f"{self.name}: either every split carries fine labels or none does "
+                    f"({split_name} differs from train)"
+                )
             if tuple(split.x.shape[1:]) != tuple(self.input_shape):
                 raise DataError(
                     f"{self.name}: {split_name} inputs have shape {tuple(split.x.shape[1:])}, "
@@ -159,6 +180,8 @@ class DatasetBundle:
             parts = [self.train.x, self.train.y, self.test.x, self.test.y]
             if self.val is not None:
                 parts += [self.val.x, self.val.y]
+            if self.train.fine is not None:  # absent for most data: their hashes stay as they were
+                parts += [s.fine for s in (self.train, self.val, self.test) if s is not None]
             self._fingerprint = tensor_digest(*parts, extra=(self.name, self.num_classes))
         return self._fingerprint
 

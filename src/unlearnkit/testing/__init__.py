@@ -32,8 +32,12 @@ __all__ = [
 TINY_RECIPE = TrainRecipe(epochs=3, batch_size=16, lr=0.05)
 
 
-def tiny_bundle(seed: int = 0, *, image: bool = True) -> DatasetBundle:
-    """96 training samples, 4 classes, 1x6x6 images (or 36-vectors); seconds to use."""
+def tiny_bundle(seed: int = 0, *, image: bool = True, fine: bool = False) -> DatasetBundle:
+    """96 training samples, 4 classes, 1x6x6 images (or 36-vectors); seconds to use.
+
+    ``fine=True`` makes each class two fine sub-classes (fine labels ``2c`` and ``2c + 1``),
+    for the ``subclass`` scenario.
+    """
     shape = (1, 6, 6) if image else (36,)
     return load(
         "synthetic",
@@ -44,6 +48,7 @@ def tiny_bundle(seed: int = 0, *, image: bool = True) -> DatasetBundle:
         input_shape=shape,
         separation=1.5,
         seed=seed,
+        **({"fine_per_class": 2} if fine else {}),
     )
 
 
@@ -90,10 +95,12 @@ def trained_tiny_model(bundle: DatasetBundle | None = None, *, seed: int = 0, bn
 
 
 def tiny_task(bundle: DatasetBundle | None = None, scenario: str = "random") -> ForgetTask:
-    """A 10 % random (or class-0) forget task on the tiny bundle."""
-    bundle = bundle or tiny_bundle()
+    """A 10 % random, class-0 or (on a ``fine=True`` bundle) fine-class-1 forget task."""
+    bundle = bundle or tiny_bundle(fine=scenario == "subclass")
     if scenario == "class":
         return forget_task(bundle, "class", classes=[0])
+    if scenario == "subclass":
+        return forget_task(bundle, "subclass", subclasses=[1])
     return forget_task(bundle, "random", fraction=0.1, seed=0)
 
 
@@ -153,7 +160,7 @@ def check_method(
     from ..methods import get_method
 
     spec = get_method(name)
-    bundle = tiny_bundle()
+    bundle = tiny_bundle(fine=scenario == "subclass")
     task = tiny_task(bundle, scenario)
     model = trained_tiny_model(bundle, bn=bn)
     kw = {"recipe": TINY_RECIPE, "model_factory": tiny_factory(bundle) if not bn else None}

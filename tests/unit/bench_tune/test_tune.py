@@ -247,3 +247,31 @@ def test_original_gap_is_the_no_op_point(spec, bank):
     )
     assert zero.trials[0].mean == pytest.approx(row["avg_gap_salun"])
     assert len(res.trials) == 1 and res.best_index == 0
+
+
+def test_validation_subclass_is_a_sibling_fine_class_the_benchmark_keeps():
+    spec = spec_from_dict(
+        {
+            "dataset": {
+                "name": "synthetic",
+                "n_train": 120,
+                "n_val": 60,
+                "n_test": 60,
+                "num_classes": 3,
+                "fine_per_class": 3,
+                "input_shape": [8],
+            },
+            "scenarios": [
+                {"name": "sub", "scenario": "subclass", "subclasses": [4]},
+                {"name": "two", "scenario": "subclass", "subclasses": [5, 3]},
+            ],
+            "methods": [{"method": "finetune"}],
+        }
+    )
+    # Fine classes 3, 4, 5 make up super-class 1: 4 -> 5. Forgetting 3 and 5 leaves only 4,
+    # one sibling for two forgotten fine classes.
+    sub = validation_task(spec, "sub")
+    assert sub.forget_subclasses == (5,)
+    assert len(sub.test) + len(sub.forget_test) == len(sub.bundle.test)  # test := val split
+    with pytest.raises(DataError, match="no fine class is left"):
+        validation_task(spec, "two")
