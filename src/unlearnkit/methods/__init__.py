@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (registration side effects, in table order)
     finetune,
     fisher,
     gradient_ascent,
+    influence,
     jit,
     l1_sparse,
     natmu,
