@@ -1,9 +1,31 @@
-"""Dataset bundles: the embedded digits, seeded synthetic data, and a user's own data.
+"""Dataset bundles: the embedded digits, seeded synthetic data, public datasets, a user's own data.
 
 >>> import unlearnkit as uk
 >>> bundle = uk.datasets.load("digits")
 >>> bundle.num_classes, bundle.input_shape
 (10, (1, 8, 8))
+
+Names accepted by :func:`load`:
+
+- ``digits``: scikit-learn's embedded 8x8 digits (:func:`~.digits.load_digits`).
+- ``synthetic``: seeded Gaussian clusters of any size and shape
+  (:func:`~.synthetic.load_synthetic`).
+- ``npz``: a user's ``.npz`` file (``path=``; :func:`~.arrays.from_npz`).
+- ``mnist``, ``fashion_mnist``: the official IDX files (plain or ``.gz``) in ``root=``, directly
+  or in torchvision's ``root/MNIST/raw`` / ``root/FashionMNIST/raw``
+  (:func:`~.idx.load_mnist`, :func:`~.idx.load_fashion_mnist`).
+- ``cifar10``, ``cifar100``: the official python batches in ``root/cifar-10-batches-py`` /
+  ``root/cifar-100-python``, or the official ``.tar.gz`` archive in ``root``
+  (:func:`~.cifar.load_cifar10`, :func:`~.cifar.load_cifar100`; ``labels="coarse"`` gives the
+  20 super-classes with the fine labels kept in ``Split.fine``).
+
+The public datasets never touch the network unless given ``download=True``, which fetches the
+official files into ``root`` and checks their published MD5 checksums. Their validation split is
+carved (stratified, seeded by ``seed=``) from the official training set, ``val_fraction=``
+(default 0.1) of it; the official test set is the test split. ``limit_train=``/``limit_test=``
+keep only the first N samples of each official split.
+
+>>> cifar = uk.datasets.load("cifar10", root="~/data", download=True)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -14,7 +36,9 @@ from typing import Any
 from ..errors import DataError
 from ._bundle import DatasetBundle, Normalization, Split
 from .arrays import from_arrays, from_npz, from_torch
+from .cifar import load_cifar10, load_cifar100
 from .digits import load_digits
+from .idx import load_fashion_mnist, load_mnist
 from .synthetic import load_synthetic
 
 __all__ = [
@@ -32,6 +56,10 @@ _LOADERS: dict[str, Callable[..., DatasetBundle]] = {
     "digits": load_digits,
     "synthetic": load_synthetic,
     "npz": from_npz,
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
 }
 
 
@@ -41,7 +69,8 @@ def available() -> list[str]:
 
 
 def load(name: str, **kwargs: Any) -> DatasetBundle:
-    """Load a dataset bundle by name (``digits``, ``synthetic``, ``npz`` with ``path=``).
+    """Load a dataset bundle by name (``digits``, ``synthetic``, ``npz`` with ``path=``, or
+    ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` with ``root=``).
 
     Raises:
         DataError: unknown name or bad arguments.
@@ -49,7 +78,8 @@ def load(name: str, **kwargs: Any) -> DatasetBundle:
     try:
         loader = _LOADERS[name]
     except KeyError:
-        raise DataError(f"unknown dataset {name!r}; available: {', '.join(available())}") from None
+        # registration order: the built-in data first, then the public datasets
+        raise DataError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}") from None
     try:
         return loader(**kwargs)
     except TypeError as exc:
