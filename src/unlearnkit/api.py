@@ -33,7 +33,7 @@ class UnlearnOutcome:
         model: theta_u, in eval mode.
         method: canonical method name.
         config: the resolved config (every field).
-        access: the method's access level.
+        access: the access level of the run (``+val`` when it also read D_val).
         seed: the unlearning seed.
         rte_seconds: wall-clock time of the method call alone (no evaluation).
         diverged: the run hit a non-finite loss or weights; the last finite state was kept.
@@ -160,17 +160,18 @@ def run_unlearning(
         raise ConfigError("task must come from unlearnkit.forget_task(...)")
     spec = get_method(method)
     cfg = spec.make_config(config, preset=preset, scenario=task.scenario)
-    if task.scenario not in spec.access.scenarios:
+    access = spec.access_for(cfg)
+    if task.scenario not in access.scenarios:
         raise ConfigError(
             f"method {spec.name!r} does not support scenario {task.scenario!r} "
-            f"(supported: {', '.join(spec.access.scenarios)})"
+            f"(supported: {', '.join(access.scenarios)})"
         )
-    views = build_views(spec.access, task, spec.name)
-    if spec.access.needs_recipe and recipe is None:
+    views = build_views(access, task, spec.name)
+    if access.needs_recipe and recipe is None:
         raise AccessError(
             f"method {spec.name!r} needs the original training recipe: pass recipe=TrainRecipe(...)"
         )
-    if spec.access.needs_model_factory and model_factory is None:
+    if access.needs_model_factory and model_factory is None:
         model_factory = reinit_factory(model)  # raises ConfigError if the model cannot be reset
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     work = model if inplace else copy.deepcopy(model)
@@ -224,7 +225,7 @@ def run_unlearning(
         model=out,
         method=spec.name,
         config=cfg,
-        access=spec.access.level,
+        access=access.label,
         seed=seed,
         rte_seconds=rte,
         diverged=ctx.diverged,

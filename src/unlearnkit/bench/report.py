@@ -108,7 +108,8 @@ def aggregate(store: ResultStore, kinds: tuple[str, ...] = tuple(_KIND_ORDER)) -
         key=lambda r: (
             scenario_order[r["scenario"]],
             _KIND_ORDER.get(r["kind"], 9),
-            _ACCESS_ORDER.get(r["access"], 9),
+            _ACCESS_ORDER.get(r["access"].split("+")[0], 9),
+            r["access"],
             r["label"],
         )
     )

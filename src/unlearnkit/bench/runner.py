@@ -192,7 +192,8 @@ def _cells(spec, task, rep, entries, factory) -> list[_Cell]:
         mspec = get_method(e.method)
         cfg = mspec.make_config(e.config, preset=e.preset, scenario=task.scenario)
         key = bank_key(kind="method", method=mspec.name, config=cfg.to_dict(), **base)
-        cells.append(_Cell("method", e.name, mspec.name, mspec.access.level, key, e, cfg))
+        access = mspec.access_for(cfg).label
+        cells.append(_Cell("method", e.name, mspec.name, access, key, e, cfg))
     return cells
 
 

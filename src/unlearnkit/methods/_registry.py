@@ -6,6 +6,7 @@ each other.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from collections.abc import Callable
@@ -38,6 +39,9 @@ class MethodSpec:
             conformance suite's "zero steps => unchanged" check); ``None`` when no such setting
             exists (Retrain).
         scenario_defaults: per-scenario config overrides applied before the user's.
+        access_rule: ``config -> {AccessSpec field: value}`` for methods whose data needs
+            depend on their config (JiT's optional safety guard reads ``D_val``); see
+            :meth:`access_for`.
     """
 
     name: str
@@ -49,6 +53,15 @@ class MethodSpec:
     search_space: dict[str, Dist] = field(default_factory=dict)
     identity_config: dict[str, Any] | None = field(default_factory=lambda: {"max_steps": 0})
     scenario_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    access_rule: Callable[[BaseConfig], dict[str, Any]] | None = None
+
+    def access_for(self, config: BaseConfig | None = None) -> AccessSpec:
+        """The access a run with ``config`` needs: :attr:`access`, changed by the method's
+        ``access_rule`` where the config asks for more data."""
+        if config is None or self.access_rule is None:
+            return self.access
+        changes = self.access_rule(config)
+        return dataclasses.replace(self.access, **changes) if changes else self.access
 
     @property
     def summary(self) -> str:
@@ -116,6 +129,7 @@ def register_method(
     identity_config: dict[str, Any] | None = None,
     no_identity: bool = False,
     scenario_defaults: dict[str, dict[str, Any]] | None = None,
+    access_rule: Callable[[BaseConfig], dict[str, Any]] | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn(model, data, config, *, ctx)`` under ``name`` (and ``aliases``).
 
@@ -142,6 +156,7 @@ def register_method(
             search_space=dict(search_space or {}),
             identity_config=None if no_identity else (identity_config or {"max_steps": 0}),
             scenario_defaults=dict(scenario_defaults or {}),
+            access_rule=access_rule,
         )
         _REGISTRY[name] = spec
         for alias in aliases:

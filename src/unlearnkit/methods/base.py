@@ -69,6 +69,12 @@ class AccessSpec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def label(self) -> str:
+        """The level as reported in tables: ``+val`` marks a method that also reads ``D_val``
+        (model selection inside the call, e.g. SCRUB+R's rewind or JiT's safety guard)."""
+        return self.level + ("+val" if self.needs_val else "")
+
 
 # ---------------------------------------------------------------------------------------------
 # Search spaces (METHODS.md section 0.7)
