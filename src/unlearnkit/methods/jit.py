@@ -125,6 +125,17 @@ class JiTConfig(BaseConfig):
             "[paper] (None: from mode)"
         },
     )
+    safety_guard: bool = field(
+        default=False,
+        metadata={
+            "help": "[lib] after each update, read D_val: on an accuracy drop of more than "
+            "max_val_drop below the start, roll back to the best step and halve lr (once; a "
+            "second drop stops). Raises the access level to forget_only+val"
+        },
+    )
+    max_val_drop: float = field(
+        default=0.10, metadata={"help": "the safety guard's tolerated drop (0.10 = 10 points)"}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -147,6 +158,8 @@ class JiTConfig(BaseConfig):
             raise ConfigError(f"lr must be a finite number >= 0, got {self.lr}")
         if self.n_samples < 1:
             raise ConfigError(f"n_samples must be >= 1, got {self.n_samples}")
+        if not 0.0 <= self.max_val_drop < 1.0:
+            raise ConfigError(f"max_val_drop must lie in [0, 1), got {self.max_val_drop}")
         opt = self.optimizer
         if opt.name != "sgd" or opt.momentum != 0 or opt.weight_decay != 0 or opt.nesterov:
             raise ConfigError(
@@ -303,6 +316,73 @@ def lipschitz_loss(
     ).loss
 
 
+class _SafetyGuard:
+    """JiT's optional safety guard (METHODS.md 1.3, "Original vs robust") [lib].
+
+    Before the first update it reads the validation accuracy ``a_0``. After every update it
+    reads it again and keeps the weights of the best step so far (the latest one on ties: the
+    most forgetting at that accuracy). When the accuracy falls more than ``max_val_drop`` below
+    ``a_0``, the weights roll back to the best step and the learning rate is halved, once; the
+    accumulated gradient is dropped with the abandoned steps. A second such drop rolls back
+    again and stops the run. The evaluations count toward the method's run time.
+    """
+
+    def __init__(self, model: nn.Module, val, config: JiTConfig, ctx: RunContext) -> None:
+        if val is None or val.y is None or len(val) == 0:
+            raise DataError("JiT's safety_guard needs a labelled, non-empty validation split")
+        self.model, self.val, self.ctx = model, val, ctx
+        self.max_drop = config.max_val_drop
+        self.start = self._accuracy()
+        self.best, self.best_step = self.start, 0
+        self.best_state = self._state()
+        self.history: list[float] = [self.start]
+        self.rollbacks: list[int] = []
+        self.halved = False
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    @torch.no_grad()
+    def _accuracy(self) -> float:
+        was = self.model.training
+        self.model.eval()
+        correct = 0
+        for start in range(0, len(self.val), 1024):
+            x = self.val.x[start : start + 1024].to(self.ctx.device)
+            y = self.val.y[start : start + 1024].to(self.ctx.device)
+            correct += int((self.model(x).argmax(1) == y).sum())
+        self.model.train(was)
+        return correct / len(self.val)
+
+    def after_step(self, opt: torch.optim.Optimizer) -> bool:
+        """Check the step just taken; ``False`` stops the run."""
+        acc = self._accuracy()
+        self.history.append(acc)
+        step = len(self.history) - 1
+        if acc >= self.best:
+            self.best, self.best_step, self.best_state = acc, step, self._state()
+        if acc >= self.start - self.max_drop:
+            return True
+        self.model.load_state_dict(self.best_state)
+        opt.zero_grad(set_to_none=True)
+        self.rollbacks.append(step)
+        if self.halved:
+            self.ctx.stop("safety guard: a second validation-accuracy drop")
+            return False
+        self.halved = True
+        for group in opt.param_groups:
+            group["lr"] *= 0.5
+        return True
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "val_acc": self.history,
+            "best_step": self.best_step,
+            "rollbacks": self.rollbacks,
+            "lr_halved": self.halved,
+        }
+
+
 def _pixel_range(ctx: RunContext, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if ctx.normalization is None:
         raise ConfigError(
@@ -343,6 +423,7 @@ def _pixel_range(ctx: RunContext, x: torch.Tensor) -> tuple[torch.Tensor, torch.
         "mode": choice(["original", "robust"]),
     },
     scenario_defaults={"subclass": {"batch_size": 64}},
+    access_rule=lambda cfg: {"needs_val": True} if cfg.safety_guard else {},
 )
 def jit(model: nn.Module, data: DataViews, config: JiTConfig, *, ctx: RunContext) -> nn.Module:
     """Smooth the model around each forget point by minimising its local Lipschitz ratio.
@@ -373,11 +454,13 @@ def jit(model: nn.Module, data: DataViews, config: JiTConfig, *, ctx: RunContext
           accumulating. ``shuffle=True`` shuffles with ``ctx.generator``.
         * A ratio whose denominator is 0 counts as 0 instead of NaN.
         * ``max_grad_norm`` clips the (accumulated) gradient before each step.
-        * The optional ``safety_guard`` of the spec (roll back on a validation-accuracy drop)
-          is not implemented: JiT stays strictly forget-only and never reads ``D_val``.
+        * ``safety_guard=True`` (off by default) reads ``D_val`` after every update (see
+          :class:`_SafetyGuard`); the run's access is then ``forget_only+val`` and tables
+          report it so. Without it JiT never reads anything but the label-free ``D_f``.
 
     Diagnostics in ``info``: ``jit_loss`` (per update), ``jit_mean_ratio``,
-    ``jit_degenerate_ratios``, ``jit_options`` (the resolved options).
+    ``jit_degenerate_ratios``, ``jit_options`` (the resolved options) and, with the guard,
+    ``jit_guard`` (validation accuracy after each step, best step, rollbacks, lr halved).
 
     Raises:
         ConfigError: ``clamp="pixel_range"`` on a dataset without normalization metadata.
@@ -403,6 +486,7 @@ def jit(model: nn.Module, data: DataViews, config: JiTConfig, *, ctx: RunContext
     else:
         model.eval()
     opt.zero_grad(set_to_none=True)  # once: the reference never zeroes inside the loop
+    guard = _SafetyGuard(model, data.val, config, ctx) if config.safety_guard else None
     losses: list[float] = []
     ratio_sum, ratio_count, degenerate = 0.0, 0, 0
     for _ in epochs(ctx, config.epochs):
@@ -426,7 +510,11 @@ def jit(model: nn.Module, data: DataViews, config: JiTConfig, *, ctx: RunContext
             degenerate += terms.n_degenerate
             if not ctx.step(opt, terms.loss, zero_grad=config.zero_grad_each_batch):
                 break
+            if guard is not None and not guard.after_step(opt):
+                break
     opt.zero_grad(set_to_none=True)
+    if guard is not None:
+        ctx.info["jit_guard"] = guard.report()
     ctx.info["jit_loss"] = losses
     ctx.info["jit_mean_ratio"] = ratio_sum / ratio_count if ratio_count else None
     ctx.info["jit_degenerate_ratios"] = degenerate

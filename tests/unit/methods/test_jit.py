@@ -413,3 +413,72 @@ def test_behaviour_smooths_forget_points_and_keeps_test_accuracy() -> None:
         before = lipschitz_loss(model.eval(), x, noise, reduction="mean")
         after = lipschitz_loss(out.model.eval(), x, noise, reduction="mean")
     assert float(after) < float(before)
+
+
+# --------------------------------------------------------------------------------------------
+# The optional safety guard [lib]: reads D_val, so the run is reported forget_only+val
+
+
+def _val_acc(model, task) -> float:
+    with torch.no_grad():
+        return float((model(task.val.x).argmax(1) == task.val.y).float().mean())
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    task = tiny_task(tiny_bundle(), "class")
+    return task, trained_tiny_model(task.bundle)
+
+
+_WILD = {"lr": 20.0, "sigma": 1.0, "batch_size": 4, "mode": "robust", "clamp": "none"}
+
+
+def test_the_guard_raises_the_access_and_is_reported(guarded):
+    task, model = guarded
+    spec = get_method("jit")
+    assert spec.access_for(spec.make_config()).label == "forget_only"
+    cfg = spec.make_config({"safety_guard": True})
+    assert spec.access_for(cfg).needs_val and spec.access_for(cfg).label == "forget_only+val"
+    assert build_views(spec.access_for(cfg), task, "jit").val is not None
+    out = run_unlearning(model, task.forget_only(), "jit", {"safety_guard": True})
+    assert out.access == "forget_only+val"  # a forget-only request: the guard reads D_val only
+    plain = run_unlearning(model, task, "jit")
+    assert plain.access == "forget_only" and "jit_guard" not in plain.info
+
+
+def test_without_a_drop_the_guard_changes_nothing(guarded):
+    task, model = guarded
+    cfg = {"lr": 1e-4, "sigma": 0.1}
+    a = run_unlearning(model, task, "jit", cfg, seed=1)
+    b = run_unlearning(model, task, "jit", {**cfg, "safety_guard": True}, seed=1)
+    assert b.info["jit_guard"]["rollbacks"] == []
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_a_collapse_rolls_back_halves_lr_once_then_stops(guarded):
+    task, model = guarded
+    start = _val_acc(model, task)
+    wild = run_unlearning(model, task, "jit", _WILD, seed=0)
+    assert _val_acc(wild.model, task) < start - 0.10  # unguarded, the model collapses
+    out = run_unlearning(model, task, "jit", {**_WILD, "safety_guard": True}, seed=0)
+    g = out.info["jit_guard"]
+    assert g["val_acc"][0] == pytest.approx(start)
+    assert g["lr_halved"] and len(g["rollbacks"]) == 2  # halved once, stopped at the second
+    assert out.stop_reason.startswith("safety guard")
+    assert _val_acc(out.model, task) == pytest.approx(g["val_acc"][g["best_step"]])
+    assert _val_acc(out.model, task) >= start - 0.10
+
+
+def test_the_guard_needs_a_validation_split_and_a_sane_tolerance(guarded):
+    task, model = guarded
+    import dataclasses
+
+    from unlearnkit.errors import AccessError
+    from unlearnkit.tasks import forget_task
+
+    no_val = forget_task(dataclasses.replace(task.bundle, val=None), "class", classes=[0])
+    with pytest.raises(AccessError, match="validation split"):
+        run_unlearning(model, no_val, "jit", {"safety_guard": True})
+    with pytest.raises(ConfigError, match="max_val_drop"):
+        JiTConfig(max_val_drop=1.5)
