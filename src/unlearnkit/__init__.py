@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from . import datasets, methods, models
+from . import datasets, memorisation, methods, models
 from .api import UnlearnOutcome, run_unlearning, unlearn
 from .errors import (
     AccessError,
@@ -40,6 +40,7 @@ __all__ = [
     "forget_task",
     "get_method",
     "list_methods",
+    "memorisation",
     "methods",
     "models",
     "register_method",

@@ -163,6 +163,35 @@ class ForgetTask:
         }
 
 
+def _hardest(
+    hardness: np.ndarray | Sequence[float], y: np.ndarray, k: int, stratified: bool, params: dict
+) -> np.ndarray:
+    """The ``k`` samples with the highest scores (per class in proportion when stratified)."""
+    h = np.asarray(hardness, dtype=np.float64)
+    if h.shape != y.shape:
+        raise DataError(
+            f"hardness must hold one score per training sample ({y.shape[0]}), got shape {h.shape}"
+        )
+    if not np.isfinite(h).all():
+        raise DataError("hardness scores must be finite numbers")
+    params["hard"] = True
+    params["hardness_digest"] = tensor_digest(h)
+
+    def top(idx: np.ndarray, m: int) -> np.ndarray:
+        order = np.lexsort((idx, -h[idx]))  # highest score first, then by position
+        return idx[order[:m]]
+
+    if not stratified:
+        return top(np.arange(len(y)), k)
+    params["stratified"] = True
+    n = len(y)
+    picks = [top(np.flatnonzero(y == c), int(round(k * (y == c).sum() / n))) for c in np.unique(y)]
+    forget = np.concatenate(picks)
+    if forget.size == 0:
+        raise DataError("stratified selection gave an empty forget set; raise the fraction")
+    return forget
+
+
 def read_indices(path: str | Path) -> list[int]:
     """Read forget indices from ``.npy``, ``.json`` (a list) or text (comma/space separated)."""
     p = Path(path)
@@ -220,6 +249,7 @@ def forget_task(
     classes: Sequence[int] | None = None,
     indices: Sequence[int] | str | Path | None = None,
     subclasses: Sequence[int] | None = None,
+    hardness: np.ndarray | Sequence[float] | None = None,
     seed: int = 0,
 ) -> ForgetTask:
     """Build and validate a forget task.
@@ -232,6 +262,10 @@ def forget_task(
             ``"subclass"`` (``subclasses``: one or more fine classes of a bundle whose splits
             carry fine labels, e.g. CIFAR-100 under its 20 super-classes; the model keeps
             predicting the coarse labels, and the test set splits by fine label).
+        hardness: ``random`` only, the ``hard`` modifier (METRICS.md 0.2): one score per
+            training sample (e.g. :func:`unlearnkit.memorisation.memorisation_scores`); the
+            forget set is then the ``fraction``/``count`` samples with the highest scores
+            (per class when ``stratified``; ties by position) instead of a random draw.
         seed: the split seed (``seed_split``); the forget set does not change with training seeds.
 
     Returns:
@@ -262,7 +296,9 @@ def forget_task(
         if k >= n:
             raise DataError(f"cannot forget all {n} training samples; leave a retain set")
         rng = np.random.default_rng(seed)
-        if stratified:
+        if hardness is not None:
+            forget = _hardest(hardness, y, k, stratified, params)
+        elif stratified:
             params["stratified"] = True
             picks = []
             for c in np.unique(y):
@@ -274,6 +310,10 @@ def forget_task(
         else:
             forget = rng.choice(n, size=k, replace=False)
         forget = np.sort(forget.astype(np.int64))
+    elif hardness is not None:
+        raise DataError(
+            f"hardness= (a hard forget set) applies to scenario 'random', not {scenario!r}"
+        )
     elif scenario == "class":
         if classes is None or len(list(classes)) == 0:
             raise DataError("scenario 'class' needs classes=[...] (one or more class indices)")

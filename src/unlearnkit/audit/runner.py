@@ -73,6 +73,7 @@ from torch import nn
 
 from ..api import run_unlearning
 from ..bench.runner import provenance, seeds_for
+from ..bench.scenarios import scenario_task
 from ..bench.spec import BenchSpec, ScenarioSpec, default_spec
 from ..bench.store import CellRow, ResultStore
 from ..data import DataView
@@ -499,7 +500,9 @@ class _Audit:
         n_params = sum(p.numel() for p in probe.parameters())
         task = None
         if sc is not None and kind != "ulira":
-            task = forget_task(bundle, **sc.task_kwargs())
+            task = scenario_task(
+                spec, sc, bundle, factory=factory, cache_dir=Path(out_dir) / "bank", device=device
+            )
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         say = echo or (lambda msg: log.info(msg))

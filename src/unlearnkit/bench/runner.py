@@ -30,8 +30,9 @@ from ..methods import get_method
 from ..metrics.relearn import anamnesis_index, mean_loss, relearn_time
 from ..metrics.suite import ModelSignals, model_signals, tier_a, tier_b
 from ..models import ModelFactory
-from ..tasks import ForgetTask, forget_task
+from ..tasks import ForgetTask
 from ..training import train
+from .scenarios import scenario_task
 from .spec import BenchSpec, MethodEntry
 from .store import CellRow, ResultStore
 
@@ -138,7 +139,9 @@ def _run(spec: BenchSpec, out_dir: str | Path, say: Callable[[str], None], devic
         store.set_meta("dataset", bundle.describe())
         store.set_meta("provenance", provenance())
         for sc in spec.scenarios:
-            task = forget_task(bundle, **sc.task_kwargs())
+            task = scenario_task(
+                spec, sc, bundle, factory=factory, cache_dir=bank.root, device=device, say=say
+            )
             store.set_meta(f"task:{sc.name}", task.describe())
             entries = spec.method_entries(sc)
             for rep in spec.seeds:
@@ -404,7 +407,9 @@ def _run_sweeps(spec, bundle, factory, bank, store, summary, say, device) -> lis
         points = [dict(zip(names, vals)) for vals in itertools.product(*sw.grid.values())]
         scenarios = [s for s in spec.scenarios if sw.scenarios is None or s.name in sw.scenarios]
         for sc in scenarios:
-            task = forget_task(bundle, **sc.task_kwargs())
+            task = scenario_task(
+                spec, sc, bundle, factory=factory, cache_dir=bank.root, device=device, say=say
+            )
             for rep in spec.seeds:
                 cells = []
                 for point in points:

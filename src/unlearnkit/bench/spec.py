@@ -25,7 +25,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ScenarioSpec:
-    """One forget scenario of a benchmark (arguments of ``forget_task``)."""
+    """One forget scenario of a benchmark (arguments of ``forget_task``).
+
+    ``hard: true`` (``random`` only) forgets the most memorised samples instead of a random
+    draw: memorisation scores from ``hard_models`` models trained on halves of ``D_tr`` (see
+    :mod:`unlearnkit.memorisation` and :func:`unlearnkit.bench.scenarios.scenario_task`).
+    """
 
     name: str
     scenario: str = "random"
@@ -37,6 +42,22 @@ class ScenarioSpec:
     stratified: bool = False
     seed: int = 0
     method_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hard: bool = False
+    hard_models: int = 32
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hard, bool):
+            raise ConfigError(f"scenario {self.name!r}: hard must be true or false")
+        if self.hard and self.scenario != "random":
+            raise ConfigError(
+                f"scenario {self.name!r}: hard (the most memorised samples) applies to "
+                f"scenario 'random', not {self.scenario!r}"
+            )
+        if isinstance(self.hard_models, bool) or self.hard_models < 2 or self.hard_models % 2:
+            raise ConfigError(
+                f"scenario {self.name!r}: hard_models must be an even number >= 2, "
+                f"got {self.hard_models!r}"
+            )
 
     def task_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"scenario": self.scenario, "seed": self.seed}

@@ -50,6 +50,7 @@ from ..metrics.suite import model_signals, tier_a
 from ..models import ModelFactory
 from ..tasks import ForgetTask, forget_task
 from .runner import RunSummary, _Refs, seeds_for
+from .scenarios import hardness_scores, scenario_task
 from .spec import BenchSpec, ScenarioSpec
 
 __all__ = [
@@ -258,6 +259,8 @@ def validation_task(
     Its bundle is :func:`validation_bundle` (test split := validation split). Its forget set
     differs from the benchmark's:
 
+    * ``random`` with ``hard``: the next most memorised samples (the benchmark's forget set
+      excluded, same count and stratification);
     * ``random``: the same fraction or count (and stratification) drawn with split seed
       ``seed + VAL_SPLIT_SEED_OFFSET`` (the seed is raised further in the unlikely case that
       this reproduces the benchmark's forget set);
@@ -280,10 +283,16 @@ def validation_task(
     sc = _scenario(spec, scenario)
     if bundle is None:
         bundle = load(spec.dataset.name, **spec.dataset.options)
-    bench = forget_task(bundle, **sc.task_kwargs())
+    bench = scenario_task(spec, sc, bundle)
     vb = validation_bundle(bundle)
     kw = sc.task_kwargs()
-    if sc.scenario == "class":
+    if sc.hard:
+        # the next most memorised samples: the benchmark's own forget set ranked last
+        h = hardness_scores(spec, sc, bundle).copy()
+        h[bench.forget_idx] = h.min() - 1.0
+        kw["hardness"] = h
+        task = forget_task(vb, **kw)
+    elif sc.scenario == "class":
         kw["classes"] = _validation_classes(bench.forget_classes, bundle)
         task = forget_task(vb, **kw)
     elif sc.scenario == "subclass":
@@ -618,7 +627,7 @@ def original_gap(
     bundle = load(spec.dataset.name, **spec.dataset.options)
     factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
     vtask = validation_task(spec, sc, bundle=bundle)
-    btask = forget_task(bundle, **sc.task_kwargs())
+    btask = scenario_task(spec, sc, bundle, factory=factory)
     out = []
     with tempfile.TemporaryDirectory(prefix="unlearnkit-tune-") as tmp:
         bank = OracleBank(bank_dir if bank_dir is not None else tmp)
@@ -699,7 +708,7 @@ def tune_method(
     bundle = load(spec.dataset.name, **spec.dataset.options)
     factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
     vtask = validation_task(spec, sc, bundle=bundle)
-    btask = forget_task(bundle, **sc.task_kwargs())
+    btask = scenario_task(spec, sc, bundle, factory=factory)
     with tempfile.TemporaryDirectory(prefix="unlearnkit-tune-") as tmp:
         bank = OracleBank(bank_dir if bank_dir is not None else tmp)
         summary = RunSummary()
