@@ -36,6 +36,7 @@ SUMMARY_KEYS: tuple[tuple[str, str, str], ...] = (
 DETAIL_KEYS: tuple[tuple[str, str, str], ...] = (
     ("signed_fa", "signed FA (pp, <0 over-forgets)", "rate"),
     ("acc_forget_test", "forgotten-class TA (%)", "rate"),
+    ("collateral_acc_neighbours", "neighbour-class TA change (pp vs original)", "rate"),
     ("mia_lr_entropy_member_rate", "MIA-LR (member %)", "rate"),
     ("mia_lr_loss_cv_acc", "MIA-CV acc (%)", "rate"),
     ("avg_gap_natmu", "Avg. Gap NatMU (pp)", "rate"),

@@ -28,7 +28,7 @@ from ..datasets import load
 from ..errors import UnlearnKitError
 from ..methods import get_method
 from ..metrics.relearn import anamnesis_index, mean_loss, relearn_time
-from ..metrics.suite import ModelSignals, model_signals, tier_a, tier_b
+from ..metrics.suite import ModelSignals, collateral, model_signals, tier_a, tier_b
 from ..models import ModelFactory
 from ..tasks import ForgetTask
 from ..training import train
@@ -41,7 +41,7 @@ __all__ = ["RunSummary", "provenance", "run_benchmark", "seeds_for"]
 log = logging.getLogger(__name__)
 
 #: Bumped when metric definitions change, so stale rows are recomputed instead of reused.
-METRICS_VERSION = 1
+METRICS_VERSION = 2  # 2: collateral accuracy on neighbour classes (METRICS.md 2.3)
 
 
 def seeds_for(replicate: int) -> dict[str, int]:
@@ -292,6 +292,7 @@ class _Refs:
             m.update(_forget_stats(sig))
             if which != "original":
                 m["rte_seconds"] = float(self.retrain(which)[1].get("rte_seconds", float("nan")))
+            m.update(collateral(sig, self.signals("original")))
             if self.spec.relearn:
                 model = self.original()[0] if which == "original" else self.retrain(which)[0]
                 m.update(self.relearn(model))
@@ -377,6 +378,7 @@ def _run_replicate(
                 m.update(_forget_stats(sig_u))
                 m["rte_seconds"] = outcome.rte_seconds
                 m["diverged"] = float(outcome.diverged)
+                m.update(collateral(sig_u, refs.signals("original")))
                 if spec.relearn:
                     m.update(refs.relearn(outcome.model))
                 m.update(tier_b(m, m_r, sig_u, sig_r))

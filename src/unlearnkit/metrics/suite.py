@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..tasks import ForgetTask
-from .functional.accuracy import accuracy_metrics
+from .functional.accuracy import accuracy_metrics, accuracy_on_classes, neighbour_classes
 from .functional.distances import output_distances
 from .functional.gaps import (
     avg_gap,
@@ -36,6 +36,7 @@ __all__ = [
     "METRIC_INFO",
     "TIER_A_KEYS",
     "ModelSignals",
+    "collateral",
     "evaluate",
     "model_signals",
     "tier_a",
@@ -176,6 +177,21 @@ def tier_a(
     return out
 
 
+def collateral(sig: ModelSignals, sig_o: ModelSignals, k: int = 2) -> dict[str, float]:
+    """METRICS.md 2.3, class-wise scenarios: accuracy on the ``k`` test classes that ``θ_o``
+    most confuses with the forgotten class(es) (:func:`neighbour_classes`), ``acc_neighbours``,
+    and its change from ``θ_o``, ``collateral_acc_neighbours`` (negative: collateral damage).
+    Empty for sample-wise scenarios."""
+    if sig_o.forget_test is None or len(sig_o.forget_test) == 0:
+        return {}
+    classes = neighbour_classes(sig_o.forget_test, k)
+    acc = accuracy_on_classes(sig.test, classes)
+    return {
+        "acc_neighbours": acc,
+        "collateral_acc_neighbours": acc - accuracy_on_classes(sig_o.test, classes),
+    }
+
+
 def tier_b(
     m_u: dict[str, float],
     m_r: dict[str, float],
@@ -236,7 +252,9 @@ def evaluate(
             re-initialisation of a copy of ``model``; ZRF is skipped if that is impossible).
         zrf_teacher_seed: seed of the ZRF teacher.
         seed_attack: seed of shadow sampling and CV splits.
-        original: the original model theta_o; needed by ``relearn``.
+        original: the original model theta_o; adds, in class-wise scenarios, the collateral
+            accuracy on the classes it most confuses with the forgotten one
+            (``acc_neighbours``, ``collateral_acc_neighbours``); needed by ``relearn``.
         relearn: add METRICS.md 2.9's optional readouts (each costs short fine-tunes):
             ``relearn_steps`` / ``relearn_censored`` (and Retrain's, ``ref_``-prefixed) and,
             with ``reference``, the Anamnesis Index ``ain`` with its ``ain_*`` details. See
@@ -281,6 +299,9 @@ def evaluate(
         teacher_sig = model_signals(teacher, task, device=device)
     sig_u = model_signals(model, task, device=device)
     m_u = tier_a(sig_u, teacher=teacher_sig, seed_attack=seed_attack)
+    sig_o = model_signals(original, task, device=device) if original is not None else None
+    if sig_o is not None:
+        m_u.update(collateral(sig_u, sig_o))
     if rte_seconds is not None:
         m_u["rte_seconds"] = float(rte_seconds)
     if relearn:
@@ -293,6 +314,8 @@ def evaluate(
         m_r["rte_seconds"] = float(reference_rte_seconds)
     if relearn:
         m_r.update(relearn_keys(reference))
+    if sig_o is not None:
+        m_r.update(collateral(sig_r, sig_o))
     out = dict(m_u)
     out.update(tier_b(m_u, m_r, sig_u, sig_r))
     if relearn:

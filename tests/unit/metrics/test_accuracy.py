@@ -121,3 +121,47 @@ def test_empty_sets():
     assert math.isnan(batch_mean_accuracy(empty, 4))
     with pytest.raises(DataError, match="forget set is empty"):
         accuracy_metrics(forget=empty, retain=sig, test=sig)
+
+
+# --------------------------------------------------------------------------------------------
+# METRICS.md 2.3: collateral accuracy on the classes most confused with the forgotten one
+
+
+def _sig(logits, labels):
+    from unlearnkit.metrics.signals import SplitSignals
+
+    return SplitSignals(np.asarray(logits, dtype=np.float32), np.asarray(labels))
+
+
+def test_neighbour_classes_rank_the_soft_confusion_row():
+    from unlearnkit.metrics.functional.accuracy import neighbour_classes
+
+    # Forgotten class 1: theta_o puts most spare mass on class 3, then on 0 and 2 equally.
+    fgt = _sig([[1.0, 5.0, 1.0, 3.0], [1.0, 5.0, 1.0, 2.0]], [1, 1])
+    assert neighbour_classes(fgt, k=1) == [3]
+    assert neighbour_classes(fgt, k=2) == [3, 0]  # tie between 0 and 2: the lower index
+    assert neighbour_classes(fgt, k=9) == [3, 0, 2]  # never the forgotten class itself
+    with pytest.raises(ConfigError, match="positive integer"):
+        neighbour_classes(fgt, k=0)
+
+
+def test_accuracy_on_classes_and_the_collateral_change():
+    from unlearnkit.metrics.functional.accuracy import accuracy_on_classes
+    from unlearnkit.metrics.suite import ModelSignals, collateral
+
+    labels = [0, 0, 2, 2, 3]
+    right = np.eye(4)[labels] * 5
+    wrong = right.copy()
+    wrong[0] = [0, 5, 0, 0]  # one class-0 sample now predicted as class 1
+    test_o, test_u = _sig(right, labels), _sig(wrong, labels)
+    assert accuracy_on_classes(test_u, [0]) == 0.5 and accuracy_on_classes(test_u, [2, 3]) == 1.0
+    assert np.isnan(accuracy_on_classes(test_u, [1]))
+    fgt = _sig([[3.0, 5.0, 1.0, 1.0]], [1])  # neighbours of class 1: 0, then 2
+    o = ModelSignals(forget=fgt, retain=None, test=test_o, test_full=test_o, forget_test=fgt)
+    u = ModelSignals(forget=fgt, retain=None, test=test_u, test_full=test_u, forget_test=fgt)
+    assert collateral(o, o) == {"acc_neighbours": 1.0, "collateral_acc_neighbours": 0.0}
+    got = collateral(u, o)
+    assert got["acc_neighbours"] == pytest.approx(0.75)  # classes 0 and 2: 3 of 4 right
+    assert got["collateral_acc_neighbours"] == pytest.approx(-0.25)
+    random_task = ModelSignals(forget=fgt, retain=None, test=test_o, test_full=test_o)
+    assert collateral(random_task, random_task) == {}

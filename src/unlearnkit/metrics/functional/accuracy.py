@@ -16,7 +16,13 @@ import numpy as np
 from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.metrics.signals import SplitSignals
 
-__all__ = ["accuracy", "accuracy_metrics", "batch_mean_accuracy"]
+__all__ = [
+    "accuracy",
+    "accuracy_metrics",
+    "accuracy_on_classes",
+    "batch_mean_accuracy",
+    "neighbour_classes",
+]
 
 
 def _corr(sig: SplitSignals | np.ndarray) -> np.ndarray:
@@ -133,3 +139,30 @@ def accuracy_metrics(
     if val is not None:
         out["acc_val"] = acc(val)
     return out
+
+
+def neighbour_classes(original_forget_test: SplitSignals, k: int = 2) -> list[int]:
+    """The ``k`` classes most confused with the forgotten class(es) by ``θ_o`` (METRICS.md 2.3).
+
+    The confusion row is soft [lib]: ``θ_o``'s mean predicted probability of each class over
+    ``D_te^fgt``, the forgotten samples' own labels excluded, so the ranking exists even when
+    ``θ_o`` makes few hard errors there. Ties go to the lower class index.
+    """
+    if isinstance(k, bool) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    if len(original_forget_test) == 0:
+        raise DataError("neighbour classes need test samples of the forgotten class(es)")
+    mean_prob = original_forget_test.prob.mean(0)
+    own = set(np.unique(original_forget_test.labels).tolist())
+    ranked = sorted(
+        (c for c in range(len(mean_prob)) if c not in own), key=lambda c: (-mean_prob[c], c)
+    )
+    return ranked[:k]
+
+
+def accuracy_on_classes(test: SplitSignals, classes: list[int]) -> float:
+    """Accuracy on the test samples whose label is in ``classes`` (NaN when there are none)."""
+    keep = np.isin(test.labels, np.asarray(classes, dtype=np.int64))
+    if not keep.any():
+        return float("nan")
+    return float(test.corr[keep].mean())
