@@ -91,6 +91,10 @@ def _bad_spec(tmp_path: Path, **change) -> str:
         (["bench", "{bad_indices}", "--out", "{tmp}/o"], "out of range"),
         (["bench", "{bad_class}", "--out", "{tmp}/o"], "do not exist"),
         (["bench", "{bad_value}", "--out", "{tmp}/o"], "epochs"),
+        (["bench", "{hard_class}", "--out", "{tmp}/o"], "applies to scenario 'random'"),
+        (["bench", "{no_fine}", "--out", "{tmp}/o"], "needs fine labels"),
+        (["bench", "{no_files}", "--out", "{tmp}/o"], "download=True"),
+        (["bench", "{bad_relearn}", "--out", "{tmp}/o"], "relearn must be true or false"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, args, message) -> None:
@@ -104,6 +108,22 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, args, message) -> None
             tmp_path, name="c", scenarios=[{"name": "x", "scenario": "class", "classes": [9]}]
         ),
         "bad_value": _bad_spec(tmp_path, recipe={"epochs": -2}),
+        "hard_class": _bad_spec(
+            tmp_path,
+            name="h",
+            seeds=[0],
+            scenarios=[{"name": "h", "scenario": "class", "classes": [1], "hard": True}],
+        ),
+        "no_fine": _bad_spec(
+            tmp_path,
+            name="s",
+            methods=[{"method": "finetune"}],
+            scenarios=[{"name": "s", "scenario": "subclass", "subclasses": [1]}],
+        ),
+        "no_files": _bad_spec(
+            tmp_path, dataset={"name": "mnist", "root": str(tmp_path / "no-data")}
+        ),
+        "bad_relearn": _bad_spec(tmp_path, relearn="sometimes"),
     }
     result = runner.invoke(app, [a.format(**subs) for a in args])
     assert result.exit_code == 2, result.output
