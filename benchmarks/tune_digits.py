@@ -109,6 +109,16 @@ def _scenario_line(sc: ScenarioSpec, res: TuneResult | None) -> str:
             f"class {t['forget_classes']} instead of the benchmark's {list(sc.classes or [])} "
             f"(rule: class + {VAL_CLASS_SHIFT} mod K, skipping forgotten classes)"
         )
+    elif sc.scenario == "random" and sc.hard:
+        rule = (
+            f"the next most memorised samples ({sc.hard_models} half-split models; the "
+            "benchmark's own hard forget set excluded), same fraction/count"
+        )
+    elif sc.scenario == "subclass":
+        rule = (
+            f"fine class(es) {t.get('forget_subclasses')} instead of the benchmark's "
+            f"{list(sc.subclasses or [])} (rule: the next fine class of the same super-class)"
+        )
     elif sc.scenario == "random":
         rule = (
             f"the same fraction/count with split seed {t['params'].get('seed')} instead of "
