@@ -45,10 +45,12 @@ DETAIL_KEYS: tuple[tuple[str, str, str], ...] = (
     ("js_to_retrain_forget", "JS to Retrain on D_f (×1e3)", "milli"),
 )
 
-#: Opt-in readouts (the spec's ``relearn: true``), shown when the rows have them.
-RELEARN_KEYS: tuple[tuple[str, str, str], ...] = (
+#: Opt-in readouts, shown when the rows have them: the spec's ``relearn: true`` and, with
+#: ``retrain_init: same_init``, the weight distance to Retrain.
+OPTIONAL_KEYS: tuple[tuple[str, str, str], ...] = (
     ("relearn_steps", "relearn steps (→ Retrain; cap 100)", "count"),
     ("ain", "AIN (→ 1)", "score"),
+    ("wdist_rel", "weight distance to Retrain (rel.)", "score"),
 )
 
 _KIND_ORDER = {"original": 0, "retrain": 1, "retrain_prime": 2, "method": 3}
@@ -209,7 +211,7 @@ def tables_md(records: list[dict], detail: bool = True) -> str:
         parts.append(_table(rows, SUMMARY_KEYS))
         if detail:
             parts.append("\nDetail:\n")
-            extra = tuple(c for c in RELEARN_KEYS if any(c[0] in r["metrics"] for r in rows))
+            extra = tuple(c for c in OPTIONAL_KEYS if any(c[0] in r["metrics"] for r in rows))
             parts.append(_table(rows, DETAIL_KEYS + extra))
         parts.append("")
     return "\n".join(parts)

@@ -27,6 +27,7 @@ from ..audit.bank import OracleBank, bank_key
 from ..datasets import load
 from ..errors import UnlearnKitError
 from ..methods import get_method
+from ..metrics.functional.distances import weight_distance
 from ..metrics.relearn import anamnesis_index, mean_loss, relearn_time
 from ..metrics.suite import ModelSignals, collateral, model_signals, tier_a, tier_b
 from ..models import ModelFactory
@@ -173,6 +174,7 @@ def _base_key(spec: BenchSpec, task: ForgetTask, factory: ModelFactory, rep: int
         "metrics_version": METRICS_VERSION,
         # opt-in readouts change what a cell holds; absent when off, so old keys still match
         **({"relearn": True} if spec.relearn else {}),
+        **({"retrain_init": spec.retrain_init} if spec.retrain_init != "fresh_seed" else {}),
     }
 
 
@@ -208,8 +210,15 @@ class _Refs:
         self.bank, self.summary, self.say, self.device = bank, summary, say, device
         self._cache: dict[str, Any] = {}
 
+    @property
+    def same_init(self) -> bool:
+        """Whether Retrain starts from θ_o's initial weights (``retrain_init: same_init``)."""
+        return self.spec.retrain_init == "same_init"
+
     def _model_key(self, role: str, seed: int) -> str:
+        extra = {"init": "same_init"} if self.same_init and role != "original" else {}
         return bank_key(
+            **extra,
             role=role,
             dataset=self.task.bundle.fingerprint,
             task=None if role == "original" else self.task.id,
@@ -254,13 +263,19 @@ class _Refs:
             def fit():
                 self.say(f"  retraining without the forget set (seed {seed})")
                 orig, _ = self.original()
+                cache = {}
+                if self.same_init:  # θ_o's initial weights: the factory at its training seed
+                    init = self.factory(seeds_for(self.rep)["seed_train"]).state_dict()
+                    cache["initial_state"] = init
                 o = run_unlearning(
                     orig,
                     self.task,
                     "retrain",
+                    {"init": self.spec.retrain_init},
                     seed=seed,
                     recipe=self.spec.recipe,
                     model_factory=self.factory,
+                    cache=cache,
                     device=self.device,
                 )
                 self.summary.trained += 1
@@ -293,11 +308,20 @@ class _Refs:
             if which != "original":
                 m["rte_seconds"] = float(self.retrain(which)[1].get("rte_seconds", float("nan")))
             m.update(collateral(sig, self.signals("original")))
+            model = self.original()[0] if which == "original" else self.retrain(which)[0]
             if self.spec.relearn:
-                model = self.original()[0] if which == "original" else self.retrain(which)[0]
                 m.update(self.relearn(model))
+            m.update(self.weight_distance(model))
             self._cache[key] = m
         return self._cache[key]
+
+    def weight_distance(self, model) -> dict[str, float]:
+        """METRICS.md 2.7: ``wdist_rel`` / ``wdist_l2`` to Retrain, only when Retrain shares
+        θ_o's initialisation (otherwise the distance means nothing and is not reported)."""
+        if not self.same_init:
+            return {}
+        d = weight_distance(model, self.retrain("retrain")[0], shared_init=True)
+        return {"wdist_rel": float(d["wdist_rel"]), "wdist_l2": float(d["wdist_l2"])}
 
     def relearn(self, model) -> dict[str, float]:
         """METRICS.md 2.9's readouts of ``model``: relearn time and AIN against Retrain."""
@@ -381,6 +405,7 @@ def _run_replicate(
                 m.update(collateral(sig_u, refs.signals("original")))
                 if spec.relearn:
                     m.update(refs.relearn(outcome.model))
+                m.update(refs.weight_distance(outcome.model))
                 m.update(tier_b(m, m_r, sig_u, sig_r))
                 record = {
                     **record_base,

@@ -134,6 +134,7 @@ class BenchSpec:
     sweeps: tuple[SweepSpec, ...] = ()
     threads: int | None = None
     relearn: bool = False
+    retrain_init: str = "fresh_seed"
 
     def method_entries(self, scenario: ScenarioSpec | None = None) -> list[MethodEntry]:
         """The resolved list of methods (Retrain excluded: it is the reference row).
@@ -167,6 +168,12 @@ class BenchSpec:
             raise ConfigError(f"threads must be >= 1 or null, got {self.threads}")
         if not isinstance(self.relearn, bool):
             raise ConfigError(f"relearn must be true or false, got {self.relearn!r}")
+        if self.retrain_init not in ("fresh_seed", "same_init"):
+            raise ConfigError(
+                f"retrain_init must be 'fresh_seed' (a new initialisation) or 'same_init' "
+                f"(theta_o's initial weights; enables the weight distance), got "
+                f"{self.retrain_init!r}"
+            )
         if not self.seeds:
             raise ConfigError("the spec lists no seeds")
         labels = [s.name for s in self.scenarios]

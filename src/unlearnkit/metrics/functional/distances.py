@@ -179,8 +179,9 @@ def weight_distance(
 
     Only parameters enter (pass ``dict(model.named_parameters())`` or the module itself);
     buffers such as BatchNorm running statistics are excluded. The distance means something only
-    when Retrain started from the same initial weights as the original model
-    (``retrain_init="same_as_original"``) or a common pre-trained checkpoint: independently
+    when Retrain started from the same initial weights as the original model (the retrain
+    config's ``init="same_init"``; ``retrain_init: same_init`` in a benchmark spec) or a common
+    pre-trained checkpoint: independently
     initialised networks are far apart in weight space even when they compute the same function.
 
     Args:
@@ -200,7 +201,8 @@ def weight_distance(
     if not shared_init and not force:
         raise ConfigError(
             "weight distance is meaningless between independently initialised networks; "
-            "retrain with retrain_init='same_as_original', or pass force=True to get a "
+            "retrain from theta_o's initial weights (retrain config init='same_init', or "
+            "retrain_init: same_init in a benchmark spec), or pass force=True to get a "
             "result flagged invalid_init"
         )
     wu = _named_parameters(params_u, "params_u")

@@ -1,10 +1,11 @@
-"""The spec's opt-in ``relearn: true`` (METRICS.md 2.9) in the benchmark and its report."""
+"""Opt-in benchmark readouts: relearn time / AIN (METRICS.md 2.9) and the weight distance (2.7)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
 from unlearnkit.bench.report import aggregate, render
 from unlearnkit.bench.runner import run_benchmark
@@ -69,3 +70,43 @@ def test_turning_relearn_on_recomputes_and_off_reuses(tmp_path: Path) -> None:
 def test_relearn_must_be_a_boolean() -> None:
     with pytest.raises(ConfigError, match="relearn must be true or false"):
         spec_from_dict({**SPEC, "relearn": "yes"})
+
+
+def test_same_init_retrain_adds_the_weight_distance(tmp_path: Path) -> None:
+    """``retrain_init: same_init``: Retrain starts from θ_o's initial weights, so the weight
+    distance to it means something (METRICS.md 2.7) and is reported; Retrain's own is 0."""
+    spec = spec_from_dict({**SPEC, "retrain_init": "same_init"})
+    run_benchmark(spec, tmp_path)
+    rows = _rows(tmp_path)
+    assert rows["Retrain"]["metrics"]["wdist_rel"]["mean"] == 0.0
+    for label in ("Original", "Retrain′ (noise floor)", "finetune"):
+        assert rows[label]["metrics"]["wdist_rel"]["mean"] > 0.0
+    with ResultStore(tmp_path / "results.db") as store:
+        assert "weight distance to Retrain (rel.)" in render(store)
+    plain = tmp_path / "plain"
+    run_benchmark(spec_from_dict(SPEC), plain)
+    assert not any("wdist_rel" in r["metrics"] for r in _rows(plain).values())
+    with pytest.raises(ConfigError, match="retrain_init must be"):
+        spec_from_dict({**SPEC, "retrain_init": "same_as_original"})
+
+
+def test_same_init_retrain_really_starts_from_the_original_initialisation() -> None:
+    import unlearnkit as uk
+    from unlearnkit.testing import TINY_RECIPE, tiny_factory, tiny_task
+
+    task = tiny_task()
+    factory = tiny_factory(task.bundle)
+    original = uk.train(factory(0), task.bundle.train, TINY_RECIPE, seed=0)
+    out = uk.unlearn(
+        original,
+        task,
+        "retrain",
+        {"init": "same_init"},
+        seed=7,
+        recipe=TINY_RECIPE,
+        model_factory=factory,
+        cache={"initial_state": factory(0).state_dict()},
+    )
+    want = uk.train(factory(0), task.retain, TINY_RECIPE, seed=7)
+    for p, q in zip(out.parameters(), want.parameters()):
+        assert torch.equal(p, q)
