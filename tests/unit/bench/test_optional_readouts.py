@@ -13,23 +13,14 @@ from unlearnkit.bench.spec import spec_from_dict
 from unlearnkit.bench.store import ResultStore
 from unlearnkit.errors import ConfigError
 
+from ..audit_runner._tiny import TINY
+
+# The audit tests' tiny synthetic spec, cut to its random scenario and a one-epoch fine-tune.
 SPEC = {
-    "name": "tiny-relearn",
-    "dataset": {
-        "name": "synthetic",
-        "n_train": 120,
-        "n_val": 40,
-        "n_test": 80,
-        "num_classes": 3,
-        "input_shape": [8],
-        "label_noise": 0.1,
-        "seed": 0,
-    },
-    "model": {"arch": "mlp", "hidden": [16]},
-    "recipe": {"epochs": 5, "batch_size": 32, "lr": 0.1},
-    "scenarios": [{"name": "rnd", "scenario": "random", "fraction": 0.1}],
+    **TINY,
+    "name": "tiny-readouts",
+    "scenarios": TINY["scenarios"][:1],
     "methods": [{"method": "finetune", "config": {"epochs": 1}}],
-    "seeds": [0],
 }
 
 
