@@ -219,15 +219,16 @@ def test_divergence_is_reported(tiny):
     ],
     ids=["sgd", "nesterov", "plain-sgd", "adam", "adamw"],
 )
-def test_one_optimizer_over_stacked_tensors_equals_independent_ones(recipe):
+@pytest.mark.parametrize("shape", [(5, 7), (32, 36), (4,)])
+def test_one_optimizer_over_stacked_tensors_equals_independent_ones(recipe, shape):
     """The optimizers are elementwise with a shared step count: stacking changes nothing."""
-    k, shape, steps = 3, (5, 7), 6
+    k, steps = 3, 6
     gen = torch.Generator().manual_seed(0)
     init = torch.randn(k, *shape, generator=gen)
     grads = torch.randn(steps, k, *shape, generator=gen)
 
     stacked = init.clone().requires_grad_()
-    opt = _stacked_optimizer([stacked], recipe)  # what the ensemble uses (fused SGD)
+    opt = _stacked_optimizer([stacked], recipe)  # what the ensemble uses
     singles = [init[i].clone().requires_grad_() for i in range(k)]
     opts = [build_optimizer([p], recipe.optimizer_spec()) for p in singles]  # the engine's
     for t in range(steps):
@@ -462,3 +463,27 @@ def test_bad_data(tiny):
         train_ensemble(_mlp(tiny), [DataView("t", tiny.train.x, None)], TrainRecipe(), [0])
     with pytest.raises(ConfigError, match="seeds="):
         train_ensemble(_mlp(tiny), tiny.train, TrainRecipe())
+
+
+@pytest.mark.parametrize("frozen", [("features.1.",), ("features.1.", "head.bias"), ("head.",)])
+def test_frozen_layers_stay_frozen_and_the_rest_matches_alone_training(tiny, frozen):
+    """Parameters with ``requires_grad=False`` get no gradient and no update (the backward
+    stops where no earlier layer trains), the others match ``train()`` bit for bit."""
+    base = _mlp(tiny, hidden=(16, 8))
+
+    def factory(seed):
+        model = base(seed)
+        for name, p in model.named_parameters():
+            if name.startswith(frozen):
+                p.requires_grad_(False)
+        return model
+
+    recipe = TrainRecipe(epochs=3, batch_size=16)
+    models = train_ensemble(factory, tiny.train, recipe, [0, 1, 2], backend="bmm")
+    for seed, model in enumerate(models):
+        ref = _alone(factory, tiny.train, recipe, seed)
+        init = dict(factory(seed).named_parameters())
+        for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+            assert torch.equal(p, q), name
+            if name.startswith(frozen):
+                assert torch.equal(p, init[name]), name
