@@ -55,9 +55,9 @@ gain is the per-step overhead saved (Python, autograd, dispatch, small kernels, 
 largest for small models and small batches. ``benchmarks/bench_ensemble.py`` measures it
 against sequential training at 1 and 2 threads, together with the compute floor (the step's
 matrix products alone) that bounds any ensemble: on a 2-core machine K = 64 digits MLPs train
-about 10x faster than one after another with hidden (64,), and about 2.6x with the benchmark's
+about 10x faster than one after another with hidden (64,), and about 2.7x with the benchmark's
 hidden (256, 256), whose sequential training already spends 40 % of its time in those
-products (ceiling about 5x).
+products (ceiling 4.7x over one thread even at zero overhead).
 
 Supported models: any model whose training-mode forward is deterministic and leaves its buffers
 alone. Refused, with :class:`~unlearnkit.errors.ConfigError`: BatchNorm (batch statistics and
