@@ -80,7 +80,7 @@ def test_steps_are_the_first_sgd_step_reaching_the_target(task, fresh):
     want = next(i + 1 for i, v in enumerate(losses) if v <= target + 1e-5)
     res = relearn_time(model, task.train_full, task.forget, target, seed=3, max_steps=30)
     assert (res.steps, res.censored) == (want, False)
-    assert 1 <= want <= 20
+    assert want > 1  # a real count: the untrained model needed several steps, not one
 
 
 def test_a_looser_target_is_reached_no_later(task, fresh):
