@@ -14,6 +14,7 @@ from typing import Any
 import typer
 import yaml
 
+from .bench.spec import yaml_error_line
 from .errors import ConfigError, UnlearnKitError
 
 app = typer.Typer(
@@ -25,7 +26,7 @@ app = typer.Typer(
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {msg}", err=True)
+    typer.echo(f"error: {' '.join(msg.split())}", err=True)
     raise typer.Exit(code)
 
 
@@ -39,7 +40,9 @@ def _parse_sets(pairs: list[str]) -> dict[str, dict[str, Any]]:
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from exc
+            raise ConfigError(
+                f"--set {key}: cannot parse value {raw!r}: {yaml_error_line(exc)}"
+            ) from None
         if "." not in key:
             raise ConfigError(
                 f"--set key must be METHOD.FIELD (e.g. finetune.lr=0.01), got {key!r}"
@@ -79,7 +82,7 @@ def bench(
     from .bench.report import aggregate, tables_md
     from .bench.runner import run_benchmark
     from .bench.spec import MethodEntry, default_spec, load_spec
-    from .bench.store import ResultStore
+    from .bench.store import open_existing
 
     try:
         spec = load_spec(spec_path) if spec_path is not None else default_spec()
@@ -93,12 +96,19 @@ def bench(
             spec = dataclasses.replace(spec, relearn=True)
         overrides = _parse_sets(set_)
         if overrides:
-            merged = {k: dict(v) for k, v in spec.method_config.items()}
+            from .methods import get_method
+
+            merged = {k: dict(v) for k, v in spec.overrides.items()}
             for m, kv in overrides.items():
-                merged.setdefault(m, {}).update(kv)
-            spec = dataclasses.replace(spec, method_config=merged)
-        if methods:
+                merged.setdefault(get_method(m).name, {}).update(kv)
+            spec = dataclasses.replace(spec, overrides=merged)
+        if methods is not None:
             wanted = [m.strip() for m in methods.split(",") if m.strip()]
+            if not wanted:
+                raise ConfigError(
+                    f"--methods {methods!r} names no method; give a comma-separated list such "
+                    "as finetune,salun ('unlearnkit methods' lists them)"
+                )
             by_name = {e.method: e for e in spec.method_entries()}
             from .methods import get_method
 
@@ -110,7 +120,7 @@ def bench(
         spec.validate()
         summary = run_benchmark(spec, out, echo=lambda m: typer.echo(m, err=True))
         _refresh_report(out)
-        with ResultStore(out / "results.db") as store:
+        with open_existing(out) as store:
             typer.echo(tables_md(aggregate(store), detail=detail))
     except UnlearnKitError as exc:
         _fail(str(exc))
@@ -143,8 +153,12 @@ def report(
 
     if fmt not in ("md", "json", "csv"):
         _fail(f"unknown format {fmt!r}; use md, json or csv")
+    from .bench.report import LEGACY_NOTE
+
     try:
         with open_existing(run_dir) as store:
+            if store.legacy:
+                typer.echo(f"note: {LEGACY_NOTE}", err=True)
             typer.echo(render(store, fmt))
     except UnlearnKitError as exc:
         _fail(str(exc))
@@ -252,7 +266,12 @@ def audit(
             key, _, raw = pair.partition("=")
             if not _ or not key:
                 raise ConfigError(f"--set expects FIELD=VALUE, got {pair!r}")
-            config[key] = yaml.safe_load(raw)
+            try:
+                config[key] = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise ConfigError(
+                    f"--set {key}: cannot parse value {raw!r}: {yaml_error_line(exc)}"
+                ) from None
         spec = load_spec(spec_path) if spec_path is not None else None
         result = run_audit(
             method=method,
@@ -275,12 +294,15 @@ def audit(
 
 
 def _refresh_report(out: Path) -> None:
-    """Rewrite OUT/report.md from the store (benchmark tables, claims, audits)."""
+    """Rewrite OUT/report.md from the store (benchmark tables, claims, audits), atomically."""
     from .bench.report import render_markdown
-    from .bench.store import ResultStore
+    from .bench.store import open_existing
 
-    with ResultStore(out / "results.db") as store:
-        (out / "report.md").write_text(render_markdown(store))
+    with open_existing(out) as store:
+        text = render_markdown(store)
+    tmp = out / ".report.md.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out / "report.md")
 
 
 def main() -> None:
@@ -288,8 +310,12 @@ def main() -> None:
     try:
         app()
     except UnlearnKitError as exc:  # anything a command did not catch itself
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(2)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -71,7 +72,8 @@ class OracleBank:
         return weights.is_file() and meta.is_file()
 
     def keys(self) -> list[str]:
-        return sorted(p.stem for p in self.root.glob("*.json"))
+        """The stored models' keys (arrays excluded)."""
+        return sorted(p.stem for p in self.root.glob("*.json") if not p.stem.endswith(".npy"))
 
     def _discard(self, key: str, why: str) -> None:
         log.warning("oracle bank: discarding entry %s (%s); it will be retrained", key, why)
@@ -113,6 +115,57 @@ class OracleBank:
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         _atomic_write(weights, lambda p: save_file(state, str(p)))
         record = {**(meta or {}), "key": key, "sha256": _sha256(weights)}
+        _atomic_write(meta_path, lambda p: p.write_text(json.dumps(record, indent=1, default=str)))
+
+    # -- arrays (e.g. memorisation scores): the same checksum sidecar and atomic writes --------
+
+    def _array_paths(self, name: str) -> tuple[Path, Path]:
+        return self.root / f"{name}.npy", self.root / f"{name}.npy.json"
+
+    def get_array(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """The array stored as ``name``, or ``None`` when absent, unverifiable or corrupt.
+
+        A file without its checksum sidecar (written by an older version, or edited by hand), a
+        checksum mismatch, an unreadable file or one of another ``shape`` is removed and
+        reported as a miss, so the caller recomputes it instead of trusting it.
+        """
+        data, meta_path = self._array_paths(name)
+        if not data.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = None
+        why = None
+        if not isinstance(meta, dict) or "sha256" not in meta:
+            why = "no checksum sidecar"
+        elif _sha256(data) != meta["sha256"]:
+            why = "checksum mismatch (corrupt, truncated or edited file)"
+        else:
+            try:
+                arr = np.load(data, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                why = f"unreadable: {exc}"
+            else:
+                if shape is not None and arr.shape != tuple(shape):
+                    why = f"shape {arr.shape}, expected {tuple(shape)}"
+                else:
+                    return arr
+        log.warning("oracle bank: discarding %s (%s); it will be recomputed", data.name, why)
+        data.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
+        return None
+
+    def put_array(self, name: str, arr: np.ndarray, meta: dict[str, Any] | None = None) -> None:
+        """Store ``arr`` as ``name`` (atomically), with a sidecar holding its SHA-256."""
+        data, meta_path = self._array_paths(name)
+
+        def write(p: Path) -> None:
+            with p.open("wb") as f:
+                np.save(f, np.asarray(arr), allow_pickle=False)
+
+        _atomic_write(data, write)
+        record = {**(meta or {}), "name": name, "sha256": _sha256(data)}
         _atomic_write(meta_path, lambda p: p.write_text(json.dumps(record, indent=1, default=str)))
 
     def get_or_train(

@@ -72,6 +72,8 @@ import torch
 from torch import nn
 
 from ..api import run_unlearning
+from ..bench.identity import digest, slot_of, spec_context
+from ..bench.lock import RunLock
 from ..bench.runner import provenance, seeds_for
 from ..bench.scenarios import scenario_task
 from ..bench.spec import BenchSpec, ScenarioSpec, default_spec
@@ -201,7 +203,7 @@ def run_audit(
         result = audit.run()
     finally:
         torch.set_num_threads(previous)
-        audit.store.close()
+        audit.close()
     total = time.perf_counter() - t_start
     t = audit.timings
     t["total"] = total
@@ -438,6 +440,9 @@ class _Audit:
     out: Path
     bank: OracleBank
     store: ResultStore
+    lock: RunLock
+    context: dict[str, Any]  # the folder's context (bench.identity)
+    context_hash: str
     say: Callable[[str], None]
     device: torch.device | str | None
     timings: dict[str, float] = dataclasses.field(
@@ -498,13 +503,23 @@ class _Audit:
         factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
         probe = factory(0)  # fails early on bad model options
         n_params = sum(p.numel() for p in probe.parameters())
-        task = None
-        if sc is not None and kind != "ulira":
-            task = scenario_task(
-                spec, sc, bundle, factory=factory, cache_dir=Path(out_dir) / "bank", device=device
-            )
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        context = spec_context(spec, bundle, factory)
+        lock = RunLock(out, "audit").__enter__()  # one writer per folder; released by close()
+        store = None
+        try:
+            store = ResultStore(out / "results.db")
+            ctx_hash = store.admit(context, {})  # another run's folder: refused before any work
+            task = None
+            if sc is not None and kind != "ulira":
+                task = scenario_task(
+                    spec, sc, bundle, factory=factory, cache_dir=out / "bank", device=device
+                )
+        except BaseException:
+            if store is not None:
+                store.close()
+            lock.__exit__(None, None, None)
+            raise
         say = echo or (lambda msg: log.info(msg))
         label = mspec.name
         if config:
@@ -528,10 +543,20 @@ class _Audit:
             rep=spec.seeds[0] if spec.seeds else 0,
             out=out,
             bank=OracleBank(out / "bank"),
-            store=ResultStore(out / "results.db"),
+            store=store,
+            lock=lock,
+            context=context,
+            context_hash=ctx_hash,
             say=say,
             device=device,
         )
+
+    def close(self) -> None:
+        """Close the store and release the folder."""
+        try:
+            self.store.close()
+        finally:
+            self.lock.__exit__(None, None, None)
 
     # -- small helpers -----------------------------------------------------------------------
 
@@ -722,31 +747,47 @@ class _Audit:
 
     # -- rows ----------------------------------------------------------------------------------
 
-    def _method_row(self, key: str, metrics: dict, record: dict) -> CellRow:
+    CONTROL_LABEL = "Retrain (control)"
+
+    def _identity(self, control: bool) -> tuple[str, dict[str, Any]]:
+        """The table slot and identity of the method's row or the control's (bench.identity)."""
+        label = self.CONTROL_LABEL if control else self.label
+        slot = slot_of(f"audit:{self.kind}:N={self.n}", self.scenario_name, label)
+        ident: dict[str, Any] = {
+            "kind": "audit",
+            "audit": self.kind,
+            "n_models": self.n,
+            "scenario": self.scenario_name,
+            "task": self.task.id if self.task is not None else None,
+            "options": self.opts,
+            "threads": torch.get_num_threads(),
+            "version": AUDIT_VERSION,
+        }
+        if control:
+            ident["method"] = "retrain"
+        else:
+            ident.update(method=self.mspec.name, preset=self.preset, config=self.cfg.to_dict())
+        return slot, ident
+
+    def _row(self, control: bool, key: str, metrics: dict, record: dict) -> CellRow:
+        slot, ident = self._identity(control)
         return CellRow(
             key,
             "audit",
             self.scenario_name,
-            self.label,
-            self.mspec.name,
-            self.mspec.access_for(self.cfg).label,
+            self.CONTROL_LABEL if control else self.label,
+            "retrain" if control else self.mspec.name,
+            (get_method("retrain").access if control else self.mspec.access_for(self.cfg)).label,
             self.rep,
             metrics,
             _jsonable(record),
+            slot=slot,
+            context=self.context_hash,
+            identity=digest(ident),
         )
 
-    def _control_row(self, key: str, metrics: dict, record: dict) -> CellRow:
-        return CellRow(
-            key,
-            "audit",
-            self.scenario_name,
-            "Retrain (control)",
-            "retrain",
-            get_method("retrain").access.label,
-            self.rep,
-            metrics,
-            _jsonable(record),
-        )
+    def _put(self, control: bool, key: str, metrics: dict, record: dict) -> None:
+        self.store.put(self._row(control, key, metrics, record), identity=self._identity(control)[1])
 
     def _find(self, key: str) -> CellRow | None:
         if not self.store.has(key):
@@ -767,6 +808,8 @@ class _Audit:
             config=self.cfg.to_dict(),
             control_key=control_key,
         )
+        self.store.admit(self.context, dict(self._identity(c) for c in (False, True)))
+        self.store.begin(self.context)
         row, crow = self._find(key), self._find(control_key)
         if row is None or crow is None:
             self.say(
@@ -780,7 +823,7 @@ class _Audit:
             if crow is None:
                 c_metrics, c_record = c_part
                 c_record = {**self._record_base(), **c_record}
-                self.store.put(self._control_row(control_key, c_metrics, c_record))
+                self._put(True, control_key, c_metrics, c_record)
                 crow = self._find(control_key)  # as stored (JSON round trip), like a reuse
             if row is None:
                 m_metrics, m_record = m_part
@@ -794,7 +837,7 @@ class _Audit:
                     "control_key": control_key,
                     **m_record,
                 }
-                self.store.put(self._method_row(key, m_metrics, m_record))
+                self._put(False, key, m_metrics, m_record)
                 row = self._find(key)
             reused = False
         else:

@@ -21,7 +21,13 @@ from ..metrics.functional.gaps import avg_gap_trial_mean
 from ..metrics.functional.stats import mean_std
 from .store import CellRow, ResultStore
 
-__all__ = ["SUMMARY_KEYS", "aggregate", "memorisation", "render"]
+__all__ = ["LEGACY_NOTE", "SUMMARY_KEYS", "aggregate", "memorisation", "render", "row_label"]
+
+#: Said by every report of a store written before rows recorded which run produced them.
+LEGACY_NOTE = (
+    "This results store predates run identity: its rows do not record which run produced them, "
+    "so rows of different runs under one scenario and label may be averaged together here."
+)
 
 #: The columns of the headline table and of the JSON/CSV output: (key, header, kind).
 SUMMARY_KEYS: tuple[tuple[str, str, str], ...] = (
@@ -72,17 +78,20 @@ def aggregate(store: ResultStore, kinds: tuple[str, ...] = tuple(_KIND_ORDER)) -
     means, the paper-compatible variant) beside the paired ``avg_gap_*`` (mean ± std of the
     per-replicate gaps).
     """
-    groups: dict[tuple[str, str], list[CellRow]] = defaultdict(list)
+    # Replicates are averaged only within one identity (the store refuses to mix them; a store
+    # that predates run identity has none, and its rows group as they always did).
+    groups: dict[tuple[str, str, str], list[CellRow]] = defaultdict(list)
     for row in store.rows():
         if row.kind in kinds:
-            groups[(row.scenario, row.label)].append(row)
-    retrain_rows = {sc: rows for (sc, _label), rows in groups.items() if rows[0].kind == "retrain"}
-    scenario_order = {}
-    for sc, _ in groups:
+            groups[(row.scenario, row.label, row.identity)].append(row)
+    retrain_rows = {key[0]: rows for key, rows in groups.items() if rows[0].kind == "retrain"}
+    scenario_order: dict[str, int] = {}
+    for sc, *_ in groups:
         scenario_order.setdefault(sc, len(scenario_order))
     out = []
-    for (sc, label), rows in groups.items():
+    for (sc, label, _identity), rows in groups.items():
         rows = sorted(rows, key=lambda r: r.seed)
+        diverged = sum(1 for r in rows if r.metrics.get("diverged", 0.0) >= 0.5)
         keys = sorted({k for r in rows for k in r.metrics})
         rec: dict[str, Any] = {
             "scenario": sc,
@@ -92,6 +101,7 @@ def aggregate(store: ResultStore, kinds: tuple[str, ...] = tuple(_KIND_ORDER)) -
             "access": rows[0].access,
             "n": len(rows),
             "seeds": [r.seed for r in rows],
+            "diverged": diverged,
             "metrics": {k: _stat(r.metrics.get(k, float("nan")) for r in rows) for k in keys},
         }
         ref = sorted(retrain_rows.get(sc, []), key=lambda r: r.seed)
@@ -183,7 +193,7 @@ def _table(records: list[dict], columns: tuple[tuple[str, str, str], ...]) -> st
     head = ["Method", "Access", *[c[1] for c in columns]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
-        cells = [r["label"], r["access"]]
+        cells = [row_label(r), r["access"]]
         for key, _, kind in columns:
             stat = r["metrics"].get(key)
             if r["kind"] == "retrain_prime" and key.startswith("avg_gap"):
@@ -191,6 +201,14 @@ def _table(records: list[dict], columns: tuple[tuple[str, str, str], ...]) -> st
             cells.append(_fmt(stat, kind))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def row_label(r: dict) -> str:
+    """A row's label, marked when some of its replicates diverged (the model kept is the last
+    state with finite outputs, or the input model: its numbers are not the method working)."""
+    if not r.get("diverged"):
+        return r["label"]
+    return f"{r['label']} ⚠ diverged in {r['diverged']}/{r['n']}"
 
 
 def _scenarios(records: list[dict]) -> list[str]:
@@ -258,6 +276,14 @@ def render_markdown(store: ResultStore) -> str:
     prov = store.get_meta("provenance", {})
     data = store.get_meta("dataset", {})
     parts = [f"# unlearnkit benchmark report: {spec.get('name', '?')}\n"]
+    if store.legacy:
+        parts.append(f"> {LEGACY_NOTE}\n")
+    if any(r.get("diverged") for r in records):
+        parts.append(
+            "> Rows marked ⚠ diverged: the method hit non-finite values in some replicates; the "
+            "model evaluated is its last state with finite outputs (or the input model), so "
+            "those numbers do not show the method working.\n"
+        )
     parts.append(
         "Every forgetting metric is read against Retrain (the model retrained without the forget "
         "set), never maximised: the Retrain row is the target and Retrain′ (a second retrain "
@@ -280,7 +306,7 @@ def render_markdown(store: ResultStore) -> str:
         if body:
             parts.append(f"## {title}\n\n{body}\n")
     parts.append("## Provenance\n")
-    seeds = spec.get("seeds", [])
+    seeds = sorted({r for rec in records for r in rec["seeds"]}) or spec.get("seeds", [])
     parts.append(
         f"- dataset: {data.get('name')} (train {data.get('n_train')}, val {data.get('n_val')}, "
         f"test {data.get('n_test')}; split {json.dumps(data.get('split', {}))}; fingerprint "
@@ -308,6 +334,7 @@ def summary_records(store: ResultStore) -> list[dict[str, Any]]:
             "kind": r["kind"],
             "access": r["access"],
             "n": r["n"],
+            "diverged": r.get("diverged", 0),
         }
         for key, _, _ in SUMMARY_KEYS:
             name = "mia_efficacy" if key == "mia_efficacy" else key

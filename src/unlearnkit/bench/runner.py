@@ -33,16 +33,15 @@ from ..metrics.suite import ModelSignals, collateral, model_signals, tier_a, tie
 from ..models import ModelFactory
 from ..tasks import ForgetTask
 from ..training import train
+from .identity import METRICS_VERSION, digest, slot_of, spec_context
+from .lock import RunLock
 from .scenarios import scenario_task
-from .spec import BenchSpec, MethodEntry
+from .spec import BenchSpec, MethodEntry, ScenarioSpec
 from .store import CellRow, ResultStore
 
-__all__ = ["RunSummary", "provenance", "run_benchmark", "seeds_for"]
+__all__ = ["METRICS_VERSION", "RunSummary", "provenance", "run_benchmark", "seeds_for"]
 
 log = logging.getLogger(__name__)
-
-#: Bumped when metric definitions change, so stale rows are recomputed instead of reused.
-METRICS_VERSION = 2  # 2: collateral accuracy on neighbour classes (METRICS.md 2.3)
 
 
 def seeds_for(replicate: int) -> dict[str, int]:
@@ -89,6 +88,9 @@ def _forget_stats(sig: ModelSignals) -> dict[str, float]:
 
 
 class _Cell:
+    """One planned cell: its row (kind, label, method, access), store key, table slot and the
+    identity of what produces it (the same for every replicate of the row)."""
+
     def __init__(
         self,
         kind: str,
@@ -101,6 +103,17 @@ class _Cell:
     ) -> None:
         self.kind, self.label, self.method, self.access = kind, label, method, access
         self.key, self.entry, self.config = key, entry, config
+        self.slot = ""
+        self.identity: dict[str, Any] = {}
+
+    def identify(self, table: str, scenario: str, base: dict[str, Any]) -> _Cell:
+        """Set the slot and identity (``base``: the scenario's part, shared by its rows)."""
+        self.slot = slot_of(table, scenario, self.label)
+        self.identity = {**base, "kind": self.kind, "method": self.method}
+        if self.config is not None:
+            self.identity["config"] = self.config.to_dict()
+            self.identity["preset"] = self.entry.preset if self.entry else None
+        return self
 
 
 def run_benchmark(
@@ -129,28 +142,37 @@ def run_benchmark(
 def _run(spec: BenchSpec, out_dir: str | Path, say: Callable[[str], None], device) -> RunSummary:
     t_start = time.perf_counter()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     summary = RunSummary()
     bundle = load(spec.dataset.name, **spec.dataset.options)
     factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
     factory(0)  # fail early on bad model options
-    bank = OracleBank(out / "bank")
-    with ResultStore(out / "results.db") as store:
-        store.set_meta("spec", _spec_record(spec))
-        store.set_meta("dataset", bundle.describe())
-        store.set_meta("provenance", provenance())
-        for sc in spec.scenarios:
-            task = scenario_task(
-                spec, sc, bundle, factory=factory, cache_dir=bank.root, device=device, say=say
-            )
-            store.set_meta(f"task:{sc.name}", task.describe())
-            entries = spec.method_entries(sc)
-            for rep in spec.seeds:
-                _run_replicate(
-                    spec, sc.name, task, rep, entries, factory, bank, store, summary, say, device
-                )
-        sweep_cells = _run_sweeps(spec, bundle, factory, bank, store, summary, say, device)
-        store.set_meta("sweep_cells", sweep_cells)
+    context = spec_context(spec, bundle, factory)
+    with RunLock(out, "bench"), ResultStore(out / "results.db") as store:
+        ctx_hash = store.admit(context, {})  # another run's folder: refused before any work
+        bank = OracleBank(out / "bank")
+        tasks = _resolve_tasks(spec, bundle, factory, bank, device, say)
+        plan = [
+            (sc, rep, _cells(spec, sc, tasks[sc.name], rep, spec.method_entries(sc), factory))
+            for sc in spec.scenarios
+            for rep in spec.seeds
+        ]
+        sweeps = _sweep_plan(spec, tasks, factory)
+        every = [c for *_, cells in plan + sweeps for c in cells]
+        store.admit(context, {c.slot: c.identity for c in every})
+        # The run has started: only now is anything about it written.
+        store.begin(
+            context,
+            spec=_spec_record(spec),
+            dataset=bundle.describe(),
+            provenance=provenance(),
+            **{f"task:{name}": task.describe() for name, task in tasks.items()},
+        )
+        run = _Writer(store, ctx_hash, summary)
+        for sc, rep, cells in plan:
+            _run_replicate(spec, sc.name, tasks[sc.name], rep, factory, bank, run, say, device, cells)
+        for sc, rep, cells in sweeps:
+            _run_replicate(spec, sc.name, tasks[sc.name], rep, factory, bank, run, say, device, cells)
+        store.set_meta("sweep_cells", [c.key for *_, cells in sweeps for c in cells])
     summary.seconds = time.perf_counter() - t_start
     return summary
 
@@ -159,6 +181,44 @@ def _spec_record(spec: BenchSpec) -> dict[str, Any]:
     d = dataclasses.asdict(spec)
     d["methods"] = [dataclasses.asdict(e) for e in spec.method_entries()]
     return d
+
+
+def _resolve_tasks(spec, bundle, factory, bank, device, say) -> dict[str, ForgetTask]:
+    """Every scenario's forget task, cheap ones first: a bad scenario fails before a ``hard``
+    one trains its memorisation models."""
+    order = sorted(spec.scenarios, key=lambda sc: sc.hard)
+    tasks = {
+        sc.name: scenario_task(
+            spec, sc, bundle, factory=factory, cache_dir=bank.root, device=device, say=say
+        )
+        for sc in order
+    }
+    return {sc.name: tasks[sc.name] for sc in spec.scenarios}
+
+
+class _Writer:
+    """Puts finished cells into the store with the run's context, and counts them."""
+
+    def __init__(self, store: ResultStore, ctx_hash: str, summary: RunSummary) -> None:
+        self.store, self.ctx_hash, self.summary = store, ctx_hash, summary
+
+    def put(self, cell: _Cell, scenario: str, rep: int, metrics: dict, record: dict) -> None:
+        row = CellRow(
+            cell.key,
+            cell.kind,
+            scenario,
+            cell.label,
+            cell.method,
+            cell.access,
+            rep,
+            metrics,
+            record,
+            slot=cell.slot,
+            context=self.ctx_hash,
+            identity=digest(cell.identity),
+        )
+        self.store.put(row, identity=cell.identity)
+        self.summary.computed += 1
 
 
 def _base_key(spec: BenchSpec, task: ForgetTask, factory: ModelFactory, rep: int) -> dict:
@@ -178,7 +238,18 @@ def _base_key(spec: BenchSpec, task: ForgetTask, factory: ModelFactory, rep: int
     }
 
 
-def _cells(spec, task, rep, entries, factory) -> list[_Cell]:
+def _scenario_identity(spec: BenchSpec, sc: ScenarioSpec, task: ForgetTask) -> dict[str, Any]:
+    """The part of a row's identity its scenario gives: the forget set (content hash), how it
+    was chosen, and the run settings that change every cell (threads, optional readouts)."""
+    definition = {k: v for k, v in dataclasses.asdict(sc).items() if k != "method_config"}
+    return {
+        "scenario": {"name": sc.name, "task": task.id, "definition": definition},
+        "threads": torch.get_num_threads(),
+        "relearn": spec.relearn,
+    }
+
+
+def _cells(spec, sc, task, rep, entries, factory, table: str = "bench") -> list[_Cell]:
     base = _base_key(spec, task, factory, rep)
     cells = [
         _Cell("original", "Original", "original", "-", bank_key(kind="original", **base)),
@@ -199,7 +270,8 @@ def _cells(spec, task, rep, entries, factory) -> list[_Cell]:
         key = bank_key(kind="method", method=mspec.name, config=cfg.to_dict(), **base)
         access = mspec.access_for(cfg).label
         cells.append(_Cell("method", e.name, mspec.name, access, key, e, cfg))
-    return cells
+    ident = _scenario_identity(spec, sc, task)
+    return [c.identify(table, sc.name, ident) for c in cells]
 
 
 class _Refs:
@@ -345,21 +417,10 @@ class _Refs:
 
 
 def _run_replicate(
-    spec,
-    sc_name,
-    task,
-    rep,
-    entries,
-    factory,
-    bank,
-    store,
-    summary,
-    say,
-    device,
-    cells: list[_Cell] | None = None,
+    spec, sc_name, task, rep, factory, bank, run: _Writer, say, device, cells: list[_Cell]
 ) -> None:
-    """Run the replicate's missing cells (all of them, or the given sweep ``cells``)."""
-    cells = cells if cells is not None else _cells(spec, task, rep, entries, factory)
+    """Run the replicate's missing ``cells`` (the benchmark's or a sweep's)."""
+    summary, store = run.summary, run.store
     todo = [c for c in cells if not store.has(c.key)]
     summary.reused += len(cells) - len(todo)
     if not todo:
@@ -418,25 +479,17 @@ def _run_replicate(
             summary.failures.append((sc_name, cell.label, rep, f"{type(exc).__name__}: {exc}"))
             say(f"  FAILED {cell.label}: {type(exc).__name__}: {exc}")
             continue
-        store.put(
-            CellRow(
-                cell.key, cell.kind, sc_name, cell.label, cell.method, cell.access, rep, m, record
-            )
-        )
-        summary.computed += 1
+        run.put(cell, sc_name, rep, m, record)
 
 
-def _run_sweeps(spec, bundle, factory, bank, store, summary, say, device) -> list[str]:
+def _sweep_plan(spec, tasks, factory) -> list[tuple[ScenarioSpec, int, list[_Cell]]]:
     """Sensitivity sweeps: each grid point is a method cell of kind ``sweep``."""
-    keys: list[str] = []
+    plan = []
     for sw in spec.sweeps:
         names = list(sw.grid)
         points = [dict(zip(names, vals)) for vals in itertools.product(*sw.grid.values())]
         scenarios = [s for s in spec.scenarios if sw.scenarios is None or s.name in sw.scenarios]
         for sc in scenarios:
-            task = scenario_task(
-                spec, sc, bundle, factory=factory, cache_dir=bank.root, device=device, say=say
-            )
             for rep in spec.seeds:
                 cells = []
                 for point in points:
@@ -444,23 +497,10 @@ def _run_sweeps(spec, bundle, factory, bank, store, summary, say, device) -> lis
                     entry = MethodEntry(
                         sw.method, label=label, preset=sw.preset, config={**sw.config, **point}
                     )
-                    cell = _cells(spec, task, rep, [entry], factory)[-1]
+                    cell = _cells(spec, sc, tasks[sc.name], rep, [entry], factory, "sweep")[-1]
                     cell.kind = "sweep"
+                    cell.identity["kind"] = "sweep"
                     cell.key = bank_key(kind="sweep", base=cell.key)
-                    keys.append(cell.key)
                     cells.append(cell)
-                _run_replicate(
-                    spec,
-                    sc.name,
-                    task,
-                    rep,
-                    [],
-                    factory,
-                    bank,
-                    store,
-                    summary,
-                    say,
-                    device,
-                    cells=cells,
-                )
-    return keys
+                plan.append((sc, rep, cells))
+    return plan

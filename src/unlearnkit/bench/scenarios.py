@@ -3,22 +3,21 @@
 
 A ``hard`` scenario needs memorisation scores, which cost a few dozen trainings: they are
 computed once per (dataset, model, recipe, model count, seed), kept for the process, and stored
-as ``memorisation-<key>.npy`` in ``cache_dir`` when one is given (written atomically; an
-unreadable or mismatched file is recomputed).
+in ``cache_dir``'s model bank when one is given (``memorisation-<key>.npy`` with a checksum
+sidecar, written atomically like the models; a file that is missing its sidecar, fails its checksum,
+cannot be read or has the wrong shape is discarded and recomputed, never trusted).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..audit.bank import bank_key
+from ..audit.bank import OracleBank, bank_key
 from ..datasets import DatasetBundle
 from ..memorisation import memorisation_scores
 from ..models import ModelFactory
@@ -60,16 +59,12 @@ def hardness_scores(
     )
     if key in _SCORES:
         return _SCORES[key]
-    path = Path(cache_dir) / f"memorisation-{key}.npy" if cache_dir is not None else None
-    scores = None
-    if path is not None and path.is_file():
-        try:
-            scores = np.load(path, allow_pickle=False)
-            if scores.shape != (len(bundle.train),) or not np.isfinite(scores).all():
-                raise ValueError(f"shape {scores.shape}")
-        except (OSError, ValueError) as exc:
-            log.warning("discarding unreadable memorisation scores %s (%s)", path, exc)
-            scores = None
+    bank = OracleBank(cache_dir) if cache_dir is not None else None
+    name = f"memorisation-{key}"
+    scores = bank.get_array(name, shape=(len(bundle.train),)) if bank is not None else None
+    if scores is not None and not np.isfinite(scores).all():
+        log.warning("discarding memorisation scores %s: not all finite", name)
+        scores = None
     if scores is None:
         (say or log.info)(
             f"  training {scenario.hard_models} models on halves of the training set "
@@ -83,12 +78,8 @@ def hardness_scores(
             seed=scenario.seed,
             device=device,
         )
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, scores)
-            os.replace(tmp, path)
+        if bank is not None:
+            bank.put_array(name, scores, {"role": "memorisation", "scenario": scenario.name})
     _SCORES[key] = scores
     return scores
 

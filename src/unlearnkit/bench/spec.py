@@ -53,10 +53,14 @@ class ScenarioSpec:
                 f"scenario {self.name!r}: hard (the most memorised samples) applies to "
                 f"scenario 'random', not {self.scenario!r}"
             )
-        if isinstance(self.hard_models, bool) or self.hard_models < 2 or self.hard_models % 2:
+        hm = self.hard_models
+        if isinstance(hm, bool) or not isinstance(hm, int) or hm < 2 or hm % 2:
             raise ConfigError(
-                f"scenario {self.name!r}: hard_models must be an even number >= 2, "
-                f"got {self.hard_models!r}"
+                f"scenario {self.name!r}: hard_models must be an even number >= 2, got {hm!r}"
+            )
+        if hm > MAX_HARD_MODELS:
+            raise ConfigError(
+                f"scenario {self.name!r}: hard_models must be at most {MAX_HARD_MODELS}, got {hm}"
             )
 
     def task_kwargs(self) -> dict[str, Any]:
@@ -135,12 +139,14 @@ class BenchSpec:
     threads: int | None = None
     relearn: bool = False
     retrain_init: str = "fresh_seed"
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def method_entries(self, scenario: ScenarioSpec | None = None) -> list[MethodEntry]:
         """The resolved list of methods (Retrain excluded: it is the reference row).
 
         Config precedence: preset < ``method_config`` < the scenario's ``method_config`` <
-        the entry's own ``config``.
+        the entry's own ``config`` < ``overrides`` (the command line's ``--set``, which wins
+        everywhere it names a method).
         """
         if self.methods == "all":
             entries = []
@@ -157,7 +163,10 @@ class BenchSpec:
             extra = dict(self.method_config.get(e.method, {}))
             if scenario is not None:
                 extra.update(scenario.method_config.get(e.method, {}))
-            out.append(dataclasses.replace(e, config={**extra, **e.config}) if extra else e)
+            last = self.overrides.get(get_method(e.method).name, {}) if self.overrides else {}
+            if extra or last:
+                e = dataclasses.replace(e, config={**extra, **e.config, **last})
+            out.append(e)
         return out
 
     def validate(self) -> BenchSpec:
@@ -188,7 +197,7 @@ class BenchSpec:
                 get_method(e.method).make_config(e.config, preset=e.preset)
             for name in sc.method_config if sc is not None else ():
                 get_method(name)
-        for name in self.method_config:
+        for name in (*self.method_config, *self.overrides):
             get_method(name)
         for sw in self.sweeps:
             spec = get_method(sw.method)
@@ -202,6 +211,49 @@ class BenchSpec:
         return dataclasses.replace(
             self, name=f"{self.name}-quick", seeds=self.seeds[:1], recipe=recipe, sweeps=()
         )
+
+
+#: Upper bounds where a typo would otherwise run for days (the error names field and bound).
+MAX_REPLICATES = 100
+MAX_SEED = 2**31 - 1
+MAX_THREADS = 1024
+MAX_HARD_MODELS = 1024
+
+
+def _int(v: Any, where: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{where} must be an integer, got {v!r}")
+    if not lo <= v <= hi:
+        raise ConfigError(f"{where} must lie in [{lo}, {hi}], got {v}")
+    return v
+
+
+def _mapping(v: Any, where: str, example: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise ConfigError(f"spec {where} must be a mapping such as {example}, got {v!r}")
+    return dict(v)
+
+
+def _name(v: Any, where: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"spec {where} must be a non-empty string, got {v!r}")
+    return v
+
+
+def _seeds(v: Any) -> tuple[int, ...]:
+    """``seeds: 3`` (replicates 0, 1, 2) or ``seeds: [0, 4]``."""
+    if isinstance(v, list):
+        seeds = tuple(_int(x, "seeds[]", 0, MAX_SEED) for x in v)
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds must not repeat, got {list(seeds)}")
+        if len(seeds) > MAX_REPLICATES:
+            raise ConfigError(f"seeds: at most {MAX_REPLICATES} replicates, got {len(seeds)}")
+        return seeds
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(
+            f"seeds must be a number of replicates (e.g. 3) or a list of seeds, got {v!r}"
+        )
+    return tuple(range(_int(v, "seeds (replicates)", 1, MAX_REPLICATES)))
 
 
 def _tuple_of(cls: type, items: Any, where: str) -> tuple:
@@ -223,11 +275,11 @@ def spec_from_dict(data: dict[str, Any]) -> BenchSpec:
             f"unknown spec key(s) {unknown}; valid keys: {', '.join(sorted(allowed))}"
         )
     if "dataset" in data:
-        d = dict(data.pop("dataset"))
-        kw["dataset"] = DatasetSpec(name=str(d.pop("name", "digits")), options=d)
+        d = _mapping(data.pop("dataset"), "dataset", "{name: digits}")
+        kw["dataset"] = DatasetSpec(name=_name(d.pop("name", "digits"), "dataset.name"), options=d)
     if "model" in data:
-        d = dict(data.pop("model"))
-        kw["model"] = ModelSpec(arch=str(d.pop("arch", "mlp")), options=d)
+        d = _mapping(data.pop("model"), "model", "{arch: mlp}")
+        kw["model"] = ModelSpec(arch=_name(d.pop("arch", "mlp"), "model.arch"), options=d)
     if "recipe" in data:
         kw["recipe"] = build_dataclass(TrainRecipe, data.pop("recipe"), "recipe")
     if "scenarios" in data:
@@ -238,8 +290,15 @@ def spec_from_dict(data: dict[str, Any]) -> BenchSpec:
     if "sweeps" in data:
         kw["sweeps"] = _tuple_of(SweepSpec, data.pop("sweeps"), "sweeps")
     if "seeds" in data:
-        s = data.pop("seeds")
-        kw["seeds"] = tuple(range(s)) if isinstance(s, int) else tuple(int(v) for v in s)
+        kw["seeds"] = _seeds(data.pop("seeds"))
+    for key in ("name", "default_preset"):
+        if key in data and data[key] is not None and not isinstance(data[key], str):
+            raise ConfigError(f"spec {key} must be a string, got {data[key]!r}")
+    for key in ("seed_attack", "zrf_teacher_seed"):
+        if key in data:
+            _int(data[key], key, 0, MAX_SEED)
+    if data.get("threads") is not None:
+        _int(data["threads"], "threads", 1, MAX_THREADS)
     kw.update(data)
     try:
         return BenchSpec(**kw).validate()
@@ -247,16 +306,37 @@ def spec_from_dict(data: dict[str, Any]) -> BenchSpec:
         raise ConfigError(f"invalid spec: {exc}") from exc
 
 
+def yaml_error_line(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: where and what (PyYAML's own message spans 5-8 lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context = getattr(exc, "context", None)
+    return f"{where}{problem}" + (f" ({context})" if context else "")
+
+
 def load_spec(path: str | Path) -> BenchSpec:
     """Read a YAML benchmark spec."""
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"spec {p} is a folder; give the path of a YAML file")
     if not p.is_file():
         raise DataError(f"spec file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"spec {p} is not UTF-8 text (byte {exc.start}); save it as a UTF-8 YAML file"
+        ) from None
+    except OSError as exc:
+        raise DataError(f"cannot read spec {p}: {exc.strerror}") from None
+    if "\x00" in text:
+        raise ConfigError(f"spec {p} is a binary file, not YAML text")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p} is not valid YAML: {exc}") from exc
-    return spec_from_dict(data or {})
+        raise ConfigError(f"{p} is not valid YAML: {yaml_error_line(exc)}") from None
+    return spec_from_dict({} if data is None else data)
 
 
 _BUILTIN = Path(__file__).with_name("digits.yaml")

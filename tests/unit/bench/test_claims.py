@@ -8,6 +8,7 @@ import pytest
 
 from unlearnkit.bench.claims import claims, claims_md, sweeps
 from unlearnkit.bench.report import aggregate, memorisation, render
+from unlearnkit.bench.identity import digest, slot_of
 from unlearnkit.bench.store import CellRow, ResultStore
 
 
@@ -15,7 +16,11 @@ def _put(
     store, kind, method, seed, access="forget_and_retain", label=None, scenario="s", **metrics
 ):
     key = f"{scenario}-{kind}-{label or method}-{seed}"
-    store.put(CellRow(key, kind, scenario, label or method, method, access, seed, metrics, {}))
+    table = "sweep" if kind == "sweep" else "bench"
+    row = CellRow(key, kind, scenario, label or method, method, access, seed, metrics, {})
+    row.slot, row.context = slot_of(table, scenario, row.label), "ctx"
+    row.identity = digest([table, scenario, row.label])  # one identity per row, as a run writes
+    store.put(row)
 
 
 @pytest.fixture()

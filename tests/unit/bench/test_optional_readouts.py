@@ -10,6 +10,7 @@ import torch
 from unlearnkit.bench.report import aggregate, render
 from unlearnkit.bench.runner import run_benchmark
 from unlearnkit.bench.spec import spec_from_dict
+from unlearnkit.bench.identity import RunIdentityError
 from unlearnkit.bench.store import ResultStore
 from unlearnkit.errors import ConfigError
 
@@ -49,12 +50,17 @@ def test_relearn_readouts_are_opt_in_and_in_the_detail_table(tmp_path: Path) -> 
     assert "relearn steps (→ Retrain; cap 100)" in md and "AIN (→ 1)" in md
 
 
-def test_turning_relearn_on_recomputes_and_off_reuses(tmp_path: Path) -> None:
-    """The option is part of a cell's key only when on: the plain cells keep their keys."""
+def test_turning_relearn_on_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    """Rows with and without the readouts are different runs: they are never averaged together
+    (the folder is left as it was); re-running the plain spec reuses every cell."""
     run_benchmark(spec_from_dict(SPEC), tmp_path)
     again = run_benchmark(spec_from_dict(SPEC), tmp_path)
     assert again.computed == 0
-    on = run_benchmark(spec_from_dict({**SPEC, "relearn": True}), tmp_path)
+    before = (tmp_path / "results.db").read_bytes()
+    with pytest.raises(RunIdentityError, match=r"relearn false -> true.*another --out"):
+        run_benchmark(spec_from_dict({**SPEC, "relearn": True}), tmp_path)
+    assert (tmp_path / "results.db").read_bytes() == before
+    on = run_benchmark(spec_from_dict({**SPEC, "relearn": True}), tmp_path / "with-relearn")
     assert on.computed == 4
 
 
