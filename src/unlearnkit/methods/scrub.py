@@ -29,12 +29,23 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ScrubConfig(BaseConfig):
-    """SCRUB: the ``large_scale`` reference preset (SGD lr 5e-4, 3 epochs, msteps 2)."""
+    """SCRUB: the ``large_scale`` reference preset (SGD lr 5e-4, 3 epochs, msteps 2).
+
+    Batch sizes are those of the loaders the ``large_scale_unlearning`` notebook trains with
+    (retain 256, forget 512); no augmentation, as in every reference notebook.
+    """
 
     epochs: int = 3
-    batch_size: int = field(default=128, metadata={"help": "retain (min-step) batch size"})
-    forget_batch_size: int = field(default=32, metadata={"help": "forget (max-step) batch size"})
+    batch_size: int = field(default=256, metadata={"help": "retain (min-step) batch size"})
+    forget_batch_size: int = field(default=512, metadata={"help": "forget (max-step) batch size"})
     optimizer: OptimizerSpec = OptimizerSpec(lr=5e-4)
+    augment_retain: bool = field(
+        default=False,
+        metadata={
+            "help": "apply the recipe's training augmentation to both the forget and the retain "
+            "batches (off: the reference notebooks load both without augmentation)"
+        },
+    )
     kl_weight: float = field(
         default=0.001, metadata={"help": "alpha: weight of the distillation term in min steps"}
     )
@@ -183,8 +194,12 @@ def scrub(model: nn.Module, data: DataViews, config: ScrubConfig, *, ctx: RunCon
     the checkpoint whose forget error is closest to it, never ``c_0`` (the VGG notebook).
 
     Notes [lib]:
-        - ``augment_retain`` applies the recipe's augmentation to both loaders (the reference's
-          forget loader shares the training transform).
+        - Both loaders are unaugmented by default, as in every reference notebook (they load
+          with ``augment=False``); ``augment_retain=True`` applies the recipe's training
+          augmentation to the forget and the retain batches alike.
+        - One epoch's max pass has ``ceil(|D_f| / forget_batch_size)`` steps and its min pass
+          ``ceil(|D_r| / batch_size)``; ``info["max_steps_taken"]`` and
+          ``info["min_steps_taken"]`` count the steps of the whole run.
         - ``config.scheduler`` must stay ``none``: the lr schedule is the reference decay.
         - With ``kl_weight == 0`` the min step skips the teacher forward (same result).
         - The rewind diagnostics are in ``info["rewind_forget_errors"]``,
@@ -228,6 +243,7 @@ def scrub(model: nn.Module, data: DataViews, config: ScrubConfig, *, ctx: RunCon
         checkpoints.append(_state(model))
     set_train_mode(model, freeze_bn_stats=config.freeze_bn_stats)
     last_max = last_min = None
+    n_max = n_min = 0
     for e in epochs(ctx, config.epochs):
         epoch = e + 1
         for group, base in zip(opt.param_groups, base_lrs):
@@ -242,6 +258,7 @@ def scrub(model: nn.Module, data: DataViews, config: ScrubConfig, *, ctx: RunCon
                 if not ctx.step(opt, loss):
                     break
                 last_max = loss.detach()
+                n_max += 1
         for xb, yb in steps(r_loader, ctx):
             z_s = model(xb)
             loss = config.ce_weight * F.cross_entropy(z_s, yb)
@@ -252,8 +269,11 @@ def scrub(model: nn.Module, data: DataViews, config: ScrubConfig, *, ctx: RunCon
             if not ctx.step(opt, loss):
                 break
             last_min = loss.detach()
+            n_min += 1
         if config.rewind:
             checkpoints.append(_state(model))
+    ctx.info["max_steps_taken"] = n_max
+    ctx.info["min_steps_taken"] = n_min
     if last_max is not None:
         ctx.info["max_loss_last"] = float(last_max)
     if last_min is not None:
@@ -270,8 +290,14 @@ def scrub(model: nn.Module, data: DataViews, config: ScrubConfig, *, ctx: RunCon
     return model
 
 
+# Every preset follows one notebook of meghdadk/SCRUB (commit 98ffb11): the hyperparameters of
+# its SCRUB cell and the batch sizes of the forget/retain loaders it actually trains with (some
+# notebooks also set ``sgda_batch_size``/``del_batch_size`` or ``batch_size``, which no loader
+# reads). All notebooks load without augmentation (the config default).
 _PRESETS = {
+    # large_scale_unlearning.ipynb: loaders forget 512 / retain 256 (the config defaults).
     "large_scale": {},
+    # small_scale_unlearning.ipynb: retain_bs 32, forget_bs 64.
     "small_scale": {
         "optimizer": {"name": "adam", "lr": 5e-4, "weight_decay": 0.1},
         "ce_weight": 1.0,
@@ -284,6 +310,7 @@ _PRESETS = {
         "batch_size": 32,
         "forget_batch_size": 64,
     },
+    # MIA_experiments.ipynb (the SCRUB+R rewinding notebook): retain_bs 32, forget_bs 16.
     "mia": {
         "optimizer": {"name": "sgd", "lr": 5e-4, "weight_decay": 5e-4, "momentum": 0.9},
         "ce_weight": 1.0,
@@ -293,7 +320,10 @@ _PRESETS = {
         "epochs": 5,
         "lr_decay_epochs": [3, 5, 9],
         "lr_decay_rate": 0.1,
+        "batch_size": 32,
+        "forget_batch_size": 16,
     },
+    # VGG_experiments.ipynb: retain_bs 128, forget_bs 16.
     "vgg": {
         "optimizer": {"name": "sgd", "lr": 5e-4, "weight_decay": 5e-4, "momentum": 0.9},
         "ce_weight": 0.99,
@@ -303,7 +333,10 @@ _PRESETS = {
         "epochs": 10,
         "lr_decay_epochs": [3, 6, 9],
         "lr_decay_rate": 0.1,
+        "batch_size": 128,
+        "forget_batch_size": 16,
     },
+    # resnet50_cifar100.ipynb: retain_bs 128, forget_bs 64.
     "resnet50_cifar100": {
         "optimizer": {"name": "adam", "lr": 5e-4, "weight_decay": 5e-4},
         "ce_weight": 1.0,
@@ -313,8 +346,20 @@ _PRESETS = {
         "epochs": 5,
         "lr_decay_epochs": [5, 5, 9],
         "lr_decay_rate": 0.1,
+        "batch_size": 128,
+        "forget_batch_size": 64,
     },
-    "jit_repo": {"optimizer": {"name": "sgd", "lr": 5e-4}, "msteps": 2, "epochs": 3},
+    # Not a SCRUB notebook: the SCRUB baseline of jwf40/Zeroshot-Unlearning-At-Scale (commit
+    # f7e3f20, src/forget_*_strategies.py::scrub), which trains with loaders of batch 128 on both
+    # sets, without augmentation.
+    "jit_repo": {
+        "optimizer": {"name": "sgd", "lr": 5e-4},
+        "msteps": 2,
+        "epochs": 3,
+        "batch_size": 128,
+        "forget_batch_size": 128,
+    },
+    # Library preset for the built-in digits benchmark (not from a reference).
     "digits": {
         "optimizer": {"name": "sgd", "lr": 5e-3, "momentum": 0.9, "weight_decay": 5e-4},
         "ce_weight": 1.0,

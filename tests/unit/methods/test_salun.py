@@ -1,4 +1,4 @@
-"""SalUn (METHODS.md section 2.7): the saliency mask and exact mask enforcement."""
+"""SalUn: the saliency mask, exact mask enforcement, presets and the training schedule."""
 
 from __future__ import annotations
 
@@ -130,7 +130,8 @@ def test_mask_zero_coordinates_are_bit_identical_to_theta_o(optimizer: dict) -> 
     theta_o = _params(model)
     cfg = {"threshold": 0.3, "epochs": 6, "batch_size": 16, "optimizer": optimizer}
     out = uk.run_unlearning(model, task, "salun", cfg, seed=7)
-    assert out.steps == 6 * 6 and not out.diverged  # 96 samples / 16, several steps
+    # Sequential (the default): ceil(24/16) forget + ceil(72/16) retain steps an epoch.
+    assert out.steps == 6 * (2 + 5) and not out.diverged
     # The mask of the run: the first draws of the run's generator shuffle the mask batches.
     mask = saliency_mask(model, task.forget, 0.3, 16, torch.Generator().manual_seed(7), "cpu")
     total = sum(m.numel() for m in mask.values())
@@ -212,13 +213,13 @@ def test_threshold_one_reproduces_random_labels_with_the_same_seed() -> None:
     bundle = tiny_bundle()
     task = tiny_task(bundle)
     model = trained_tiny_model(bundle, bn=True)
-    cfg = {"epochs": 3, "batch_size": 16, "lr": 0.05}
+    cfg = {"epochs": 3, "batch_size": 16, "lr": 0.05, "schedule": "sequential"}
     a = uk.run_unlearning(model, task, "salun", {**cfg, "threshold": 1.0}, seed=4)
     b = uk.run_unlearning(model, task, "random_labels", cfg, seed=4)
     assert a.info["mask_density"] == 1.0
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sb)
-    assert a.steps == b.steps == 3 * 6
+    assert a.steps == b.steps == 3 * (1 + 6)  # sequential: ceil(10/16) + ceil(86/16) a epoch
 
 
 def test_a_full_mask_through_the_hooks_is_the_plain_rl_update() -> None:
@@ -255,7 +256,13 @@ def test_presets() -> None:
     spec = uk.get_method("salun")
     default = spec.make_config()
     assert (default.threshold, default.optimizer.lr, default.epochs) == (0.5, 0.013, 10)
-    assert default.schedule == "mixed" and default.batch_size == 256
+    # The reference's CIFAR-10 path (RL.py) is sequential; mixed is its CIFAR-100 path.
+    assert default.schedule == "sequential" and default.batch_size == 256
+    assert default == spec.make_config(preset="salun_cifar10_random")
+    assert SalUnConfig().schedule == "sequential"
+    c100 = spec.make_config(preset="salun_cifar100")
+    assert c100.schedule == "mixed"
+    assert (c100.threshold, c100.optimizer.lr, c100.epochs) == (0.5, 0.013, 10)
     natmu = spec.make_config(preset="natmu_cifar100")
     assert (natmu.threshold, natmu.optimizer.name, natmu.optimizer.lr) == (0.21, "adamw", 5.7e-5)
     assert natmu.scheduler.name == "cosine" and natmu.mask_batch_size == 500
@@ -266,6 +273,7 @@ def test_presets() -> None:
         5,
         64,
     )
+    assert digits.schedule == "mixed"  # what the digits benchmark was tuned with
 
 
 def test_behaviour_forgets_the_class_while_retain_accuracy_holds() -> None:
@@ -279,3 +287,97 @@ def test_behaviour_forgets_the_class_while_retain_accuracy_holds() -> None:
     assert _acc(out.model, task.forget) <= 0.2
     assert _acc(out.model, task.retain) >= 0.95
     assert _acc(out.model, task.test) >= 0.9
+
+
+# -- the default schedule: sequential, as the reference's CIFAR-10 path -------------------------
+
+
+def _training_batches(task, config: dict, seed: int = 0) -> tuple[list[list[str]], dict]:
+    """Run salun; label each train-mode batch's rows 'f' (forget) or 'r' (retain)."""
+    model = trained_tiny_model(tiny_bundle())
+    forget_rows = {tuple(r.tolist()) for r in task.forget.x.flatten(1)}
+    batches: list[list[str]] = []
+
+    def record(module, args):
+        if module.training:  # the saliency pass runs in eval mode
+            rows = args[0].flatten(1)
+            batches.append(["f" if tuple(r.tolist()) in forget_rows else "r" for r in rows])
+
+    model.register_forward_pre_hook(record)
+    out = uk.run_unlearning(model, task, "salun", config, seed=seed)
+    return batches, out.info
+
+
+def test_default_schedule_runs_every_forget_batch_before_the_retain_batches() -> None:
+    task = tiny_task(tiny_bundle())
+    n_f, n_r, bs = len(task.forget), len(task.retain), 4
+    per_epoch_f, per_epoch_r = math.ceil(n_f / bs), math.ceil(n_r / bs)
+    batches, info = _training_batches(task, {"epochs": 2, "batch_size": bs, "lr": 0.01})
+    assert len(batches) == 2 * (per_epoch_f + per_epoch_r)
+    for e in range(2):
+        epoch = batches[e * (per_epoch_f + per_epoch_r) : (e + 1) * (per_epoch_f + per_epoch_r)]
+        # All forget batches of the epoch first (only forget rows), then only retain rows.
+        assert all(set(b) == {"f"} for b in epoch[:per_epoch_f])
+        assert all(set(b) == {"r"} for b in epoch[per_epoch_f:])
+        assert sum(len(b) for b in epoch[:per_epoch_f]) == n_f
+        assert sum(len(b) for b in epoch[per_epoch_f:]) == n_r
+    assert info["label_draws"] == 2  # fresh random forget labels every epoch
+    # The CIFAR-100 path (mixed) shuffles forget rows in among the retain rows.
+    batches, _ = _training_batches(
+        task, {"epochs": 2, "batch_size": bs, "lr": 0.01, "schedule": "mixed"}
+    )
+    assert len(batches) == 2 * math.ceil((n_f + n_r) / bs)
+    assert any(set(b) == {"f", "r"} for b in batches)
+
+
+# -- the saliency mask against the reference ---------------------------------------------------
+
+
+def _golden_mlp() -> torch.nn.Sequential:
+    m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 3))
+    with torch.no_grad():
+        m[0].weight.copy_(
+            torch.tensor([[0.3, -0.2, 0.1, 0.05], [-0.1, 0.25, -0.3, 0.2], [0.15, 0.1, 0.2, -0.25]])
+        )
+        m[0].bias.copy_(torch.tensor([0.05, -0.05, 0.1]))
+        m[2].weight.copy_(torch.tensor([[0.4, -0.3, 0.2], [-0.25, 0.35, 0.1], [0.05, -0.15, 0.45]]))
+        m[2].bias.copy_(torch.tensor([0.02, -0.04, 0.03]))
+    return m
+
+
+# Golden masks: OPTML-Group/Unlearn-Saliency, commit a6e89fd17ff737c24c6aa16c9574469a234ffd91,
+# Classification/generate_mask.py::save_gradient_ratio run on CPU on _golden_mlp and the forget
+# tensors below (an unshuffled loader of batch 2), read back from its with_{threshold}.pt files
+# and flattened in named_parameters order (0.weight, 0.bias, 2.weight, 2.bias). The 27 saliency
+# scores are distinct (smallest gap 3.5e-4), so tie-breaking plays no part.
+_REFERENCE_MASKS = {
+    0.1: "000001000000000000000000010",
+    0.2: "010001000000100000000000110",
+    0.3: "010011100000110000000000110",
+    0.4: "010011100000110000010010110",
+    0.5: "110011101100110000010010110",
+    0.6: "110011111110110000011010110",
+    0.7: "111011111110110001011010110",
+    0.8: "111111111110111101011010110",
+    0.9: "111111111110111101111111110",
+    1.0: "111111111111111111111111111",
+}
+
+
+@pytest.mark.parametrize("threshold", sorted(_REFERENCE_MASKS))
+def test_saliency_mask_matches_the_reference_generate_mask(threshold: float) -> None:
+    from unlearnkit.data import DataView
+
+    xf = torch.tensor(
+        [
+            [1.0, -0.5, 0.25, 2.0],
+            [0.5, 1.5, -1.0, 0.0],
+            [-1.0, 0.5, 0.75, 1.0],
+            [0.3, -1.2, 0.6, -0.4],
+            [0.9, 0.8, -0.2, 0.1],
+        ]
+    )
+    yf = torch.tensor([0, 1, 2, 2, 1])
+    mask = saliency_mask(_golden_mlp(), DataView("forget", xf, yf), threshold, batch_size=2)
+    flat = "".join(str(int(v)) for v in torch.cat([m.flatten() for m in mask.values()]))
+    assert flat == _REFERENCE_MASKS[threshold]

@@ -1,4 +1,4 @@
-"""SCRUB and SCRUB+R (METHODS.md section 2.9)."""
+"""SCRUB and SCRUB+R: losses, schedule, presets and rewinding, checked against the reference."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 
 import unlearnkit.methods.scrub  # noqa: F401
 from unlearnkit.api import run_unlearning
-from unlearnkit.data import DataViews
+from unlearnkit.data import DataView, DataViews
 from unlearnkit.errors import AccessError, ConfigError
 from unlearnkit.methods import RunContext, get_method
 from unlearnkit.methods.base import frozen_copy
@@ -65,7 +65,8 @@ def test_registry_defaults_and_presets() -> None:
         2,
         3,
     )
-    assert (cfg.lr_decay_epochs, cfg.batch_size, cfg.forget_batch_size) == ((3, 5, 9), 128, 32)
+    assert (cfg.lr_decay_epochs, cfg.batch_size, cfg.forget_batch_size) == ((3, 5, 9), 256, 512)
+    assert not cfg.augment_retain
     small = s.make_config(preset="small_scale")
     assert (small.optimizer.name, small.optimizer.weight_decay, small.temperature) == (
         "adam",
@@ -289,3 +290,161 @@ def test_scrub_forgets_the_class_and_keeps_the_rest(tiny) -> None:
     out = run_unlearning(model, task, "scrub", cfg, seed=0)
     assert _acc(out.model, task.forget) < 0.2
     assert _acc(out.model, task.retain) > 0.9
+
+
+# -- presets: the loaders the reference notebooks train with --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("preset", "retain_bs", "forget_bs"),
+    [
+        # meghdadk/SCRUB @98ffb11: the batch sizes of the forget/retain loaders that each
+        # notebook passes to train_distill (not the unused sgda_batch_size/del_batch_size).
+        ("large_scale", 256, 512),  # large_scale_unlearning.ipynb
+        ("small_scale", 32, 64),  # small_scale_unlearning.ipynb
+        ("mia", 32, 16),  # MIA_experiments.ipynb
+        ("vgg", 128, 16),  # VGG_experiments.ipynb
+        ("resnet50_cifar100", 128, 64),  # resnet50_cifar100.ipynb
+        ("jit_repo", 128, 128),  # jwf40/Zeroshot-Unlearning-At-Scale @f7e3f20
+        ("digits", 64, 32),  # library preset, unchanged
+    ],
+)
+def test_preset_batch_sizes_are_the_reference_loaders(
+    preset: str, retain_bs: int, forget_bs: int
+) -> None:
+    for method in ("scrub", "scrub_r"):
+        cfg = get_method(method).make_config(preset=preset)
+        assert (cfg.batch_size, cfg.forget_batch_size) == (retain_bs, forget_bs)
+        assert not cfg.augment_retain  # every reference loads without augmentation
+
+
+def test_ascent_steps_per_epoch_follow_the_forget_batch_size(tiny) -> None:
+    bundle, model = tiny
+    task = tiny_task(bundle, "class")
+    n_f, n_r = len(task.forget), len(task.retain)
+    assert (n_f, n_r) == (24, 72)
+    # The mia preset: forget batches of 16 (2 ascent steps per epoch here, where the former
+    # 32 gave 1) and retain batches of 32 (3 descent steps); msteps=2 of 3 epochs ascend.
+    out = run_unlearning(model, task, "scrub", {"epochs": 3, "msteps": 2}, preset="mia", seed=0)
+    assert out.info["max_steps_taken"] == 2 * math.ceil(n_f / 16) == 4
+    assert out.info["min_steps_taken"] == 3 * math.ceil(n_r / 32) == 9
+    assert out.steps == 13
+    out = run_unlearning(
+        model, task, "scrub", {"epochs": 1, "msteps": 1, "forget_batch_size": 5}, seed=0
+    )
+    assert out.info["max_steps_taken"] == math.ceil(n_f / 5) == 5
+    assert out.info["min_steps_taken"] == 1  # the default retain batch (256) holds all of D_r
+
+
+def test_no_augmentation_by_default(tiny) -> None:
+    bundle, model = tiny
+    task = tiny_task(bundle)
+    calls = {"forget": 0, "retain": 0}
+
+    def shifting(name):
+        def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+            calls[name] += 1
+            return x + 10.0  # would change every input
+
+        return augment
+
+    def views(augmented: bool) -> DataViews:
+        return DataViews(
+            forget=DataView("forget", task.forget.x, None, augment=shifting("forget"))
+            if augmented
+            else DataView("forget", task.forget.x, None),
+            retain=DataView("retain", task.retain.x, task.retain.y, augment=shifting("retain"))
+            if augmented
+            else DataView("retain", task.retain.x, task.retain.y),
+        )
+
+    base = {"lr": 0.05, "epochs": 2, "batch_size": 16, "forget_batch_size": 4}
+    results = []
+    for augmented in (True, False):
+        work = copy.deepcopy(model)
+        ctx = _ctx(work, bundle, task, seed=3, teacher=model)
+        scrub(work, views(augmented), ScrubConfig.from_dict(base), ctx=ctx)
+        results.append(work)
+    assert calls == {"forget": 0, "retain": 0}
+    assert _same(results[0], results[1])  # the augmentable views went through unchanged
+    assert not _same(results[0], model)
+    # The switch still turns it on, for both loaders.
+    work = copy.deepcopy(model)
+    ctx = _ctx(work, bundle, task, seed=3, teacher=model)
+    scrub(work, views(True), ScrubConfig.from_dict({**base, "augment_retain": True}), ctx=ctx)
+    assert calls == {"forget": 2 * 3, "retain": 2 * 6}
+
+
+# -- one epoch against the reference train_distill ---------------------------------------------
+
+
+def _golden_linear() -> nn.Linear:
+    m = nn.Linear(4, 3)
+    with torch.no_grad():
+        m.weight.copy_(
+            torch.tensor([[0.3, -0.2, 0.1, 0.05], [-0.1, 0.25, -0.3, 0.2], [0.15, 0.1, 0.2, -0.25]])
+        )
+        m.bias.copy_(torch.tensor([0.05, -0.05, 0.1]))
+    return m
+
+
+def test_one_max_and_one_min_step_match_the_reference_numbers() -> None:
+    # Golden values: meghdadk/SCRUB, commit 98ffb1196ffbec2665092598c13ad3b6ec3d095d,
+    # thirdparty/repdistiller/helper/loops.py::train_distill ("maximize" on the forget loader,
+    # then "minimize" on the retain loader, one full batch each, distill="kd", gamma=0.7,
+    # alpha=0.5, beta=0) with distiller_zoo/KD.py::DistillKL(T=2) and one
+    # SGD(lr=0.1, momentum=0.9, weight_decay=5e-4), run on CPU on exactly these tensors.
+    teacher, student = _golden_linear(), _golden_linear()
+    with torch.no_grad():
+        student.weight.add_(
+            torch.tensor(
+                [[0.02, 0.0, -0.01, 0.03], [0.0, -0.02, 0.01, 0.0], [0.01, 0.02, 0.0, -0.03]]
+            )
+        )
+    xf = torch.tensor([[1.0, -0.5, 0.25, 2.0], [0.5, 1.5, -1.0, 0.0], [-1.0, 0.5, 0.75, 1.0]])
+    xr = torch.tensor(
+        [
+            [0.2, 0.4, -0.6, 0.8],
+            [-0.3, -1.2, 0.9, 0.1],
+            [1.1, 0.0, -0.4, -0.7],
+            [0.6, -0.8, 1.3, 0.5],
+            [-0.9, 0.7, 0.2, -1.1],
+        ]
+    )
+    yr = torch.tensor([2, 0, 1, 1, 0])
+    cfg = ScrubConfig.from_dict(
+        {
+            "lr": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 5e-4,
+            "ce_weight": 0.7,
+            "kl_weight": 0.5,
+            "temperature": 2.0,
+            "epochs": 1,
+            "msteps": 1,
+            "batch_size": 5,
+            "forget_batch_size": 3,
+        }
+    )
+    ctx = RunContext(
+        model=student,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+        seed=0,
+        num_classes=3,
+        input_shape=(4,),
+        scenario="random",
+        original_model=frozen_copy(teacher),
+    )
+    views = DataViews(forget=DataView("forget", xf, None), retain=DataView("retain", xr, yr))
+    scrub(student, views, cfg, ctx=ctx)
+    assert ctx.info["max_loss_last"] == pytest.approx(-0.0007429122924804688, rel=1e-4)
+    assert ctx.info["min_loss_last"] == pytest.approx(0.9885556101799011, rel=1e-6)
+    expected_w = [
+        [0.29821881651878357, -0.1978309154510498, 0.09519203752279282, 0.06822916865348816],
+        [-0.07835155725479126, 0.21729660034179688, -0.27780598402023315, 0.1976826936006546],
+        [0.16007769107818604, 0.1305125653743744, 0.18261393904685974, -0.26591184735298157],
+    ]
+    expected_b = [0.054392553865909576, -0.041444480419158936, 0.08703741431236267]
+    assert torch.allclose(student.weight.detach(), torch.tensor(expected_w), atol=1e-6)
+    assert torch.allclose(student.bias.detach(), torch.tensor(expected_b), atol=1e-6)
