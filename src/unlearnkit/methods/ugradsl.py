@@ -2,9 +2,14 @@
 
 Paper: Di et al., "Label Smoothing Improves Machine Unlearning" (arXiv 2406.07698; ICLR 2026).
 The GLS loss follows UCSC-REAL/negative-label-smoothing ``loss.py``. Both variants share one
-implementation and differ only in which loader drives an epoch (METHODS.md section 1.1):
-``ugradsl`` drives with ``D_f`` and cycles ``D_r`` (GA backbone); ``ugradsl_plus`` drives with
-``D_r`` and cycles ``D_f`` (FT backbone).
+implementation and differ only in which loader drives an epoch: ``ugradsl`` drives with ``D_f``
+and cycles ``D_r`` (GA backbone); ``ugradsl_plus`` drives with ``D_r`` and cycles ``D_f`` (FT
+backbone).
+
+Presets: ``reference`` is the paper's update (no gradient clipping, batch-mean losses as in the
+reference GLS loss); the default config equals it. ``guarded`` adds the library's divergence
+guard, a gradient-norm clip at 5. ``digits`` is the guarded starting point of the built-in
+benchmark; ``adaptive`` switches on the self-adaptive smoothing rate.
 
 >>> import torch
 >>> gls_targets(torch.tensor([1]), -0.5, 4)
@@ -36,6 +41,14 @@ from ._loop import (
     set_train_mode,
 )
 from ._registry import register_method
+from ._ugradsl_loss import (
+    ADAPTIVE_DIRECTIONS,
+    REDUCTIONS,
+    AdaptiveDirection,
+    adaptive_alpha,
+    gls_loss,
+    gls_targets,
+)
 from .base import (
     AccessSpec,
     BaseConfig,
@@ -50,6 +63,8 @@ from .base import (
 __all__ = [
     "ADAPTIVE_DIRECTIONS",
     "ADAPTIVE_SEARCH_SPACE",
+    "PRESET_HELP",
+    "REDUCTIONS",
     "UGradSLConfig",
     "UGradSLPlusConfig",
     "adaptive_alpha",
@@ -58,125 +73,6 @@ __all__ = [
     "ugradsl",
     "ugradsl_plus",
 ]
-
-ADAPTIVE_DIRECTIONS = ("dense_more_negative", "dense_less_negative")
-AdaptiveDirection = Literal["dense_more_negative", "dense_less_negative"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure helpers
-
-
-def gls_targets(
-    labels: torch.Tensor | int,
-    alpha: float | torch.Tensor,
-    num_classes: int,
-    *,
-    dtype: torch.dtype | None = None,
-) -> torch.Tensor:
-    """Generalised label-smoothing targets ``(1 - alpha) * e_y + (alpha / K) * 1``.
-
-    ``alpha > 0`` is ordinary label smoothing, ``alpha < 0`` negative label smoothing; every
-    target row sums to 1 and may hold negative entries.
-
-    Args:
-        labels: integer class labels, shape ``(N,)`` (or a single label).
-        alpha: the smoothing rate, a scalar or a per-sample tensor of shape ``(N,)``.
-        num_classes: ``K``.
-        dtype: dtype of the result (default: ``alpha``'s if it is a floating tensor, else the
-            default float dtype).
-
-    Returns:
-        Targets of shape ``(N, K)`` (``(K,)`` for a single label).
-
-    Raises:
-        ValueError: non-integer labels, or a per-sample ``alpha`` whose length is not ``N``.
-
-    Example:
-        >>> gls_targets(torch.tensor([0]), 0.2, 2)
-        tensor([[0.9000, 0.1000]])
-    """
-    y = torch.as_tensor(labels)
-    if y.is_floating_point() or y.dtype == torch.bool:
-        raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
-    if dtype is None:
-        is_float = isinstance(alpha, torch.Tensor) and alpha.is_floating_point()
-        dtype = alpha.dtype if is_float else torch.get_default_dtype()
-    onehot = F.one_hot(y.long(), num_classes).to(dtype)
-    a = torch.as_tensor(alpha, dtype=dtype, device=y.device)
-    if a.dim() > 1:
-        raise ValueError(f"alpha must be a scalar or a vector of per-sample rates, got {a.shape}")
-    if a.dim() == 1:
-        if y.dim() != 1 or a.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"per-sample alpha has {a.shape[0]} values for labels of shape {tuple(y.shape)}"
-            )
-        a = a.unsqueeze(-1)
-    return (1.0 - a) * onehot + a / num_classes
-
-
-def gls_loss(
-    logits: torch.Tensor, labels: torch.Tensor, alpha: float | torch.Tensor
-) -> torch.Tensor:
-    """Batch-mean soft-target cross-entropy with GLS targets (any sign of ``alpha``).
-
-    Per sample, ``l = -sum_k y_k^{GLS,alpha} log p_k = (1 - alpha) CE_y + alpha mean_k(-log p_k)``;
-    its gradient with respect to the logits is ``softmax(z) - y^{GLS,alpha}``. With
-    ``alpha = 0`` this is ``F.cross_entropy``.
-
-    Args:
-        logits: ``(N, K)`` logits.
-        labels: ``(N,)`` integer labels.
-        alpha: scalar or ``(N,)`` smoothing rates (a tensor rate is treated as a constant).
-    """
-    if isinstance(alpha, torch.Tensor):
-        alpha = alpha.detach().to(logits.device)
-    targets = gls_targets(labels, alpha, logits.shape[-1], dtype=logits.dtype)
-    return -(targets * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
-
-
-def adaptive_alpha(
-    feat_r: torch.Tensor,
-    feat_f: torch.Tensor,
-    threshold: float,
-    scale: float,
-    direction: str = "dense_more_negative",
-) -> torch.Tensor:
-    """Per-forget-sample smoothing rates from retain-neighbour density (library resolution).
-
-    With cosine distance ``d = (1 - cos(phi_r, phi_f)) / 2`` in ``[0, 1]`` and
-    ``c_j = #{r in B_r : d(r, j) < threshold}``:
-
-    - ``dense_more_negative``: ``alpha_j = -scale * c_j / |B_r|`` (the paper's literal
-      ``alpha proportional to c_j``);
-    - ``dense_less_negative``: ``alpha_j = -scale * (1 - c_j / |B_r|)`` ("dense => weaker").
-
-    Both give ``alpha_j`` in ``[-scale, 0]``. Features are detached; zero vectors sit at distance
-    ``0.5`` from everything.
-
-    Args:
-        feat_r: retain features, ``(N_r, ...)``.
-        feat_f: forget features, ``(N_f, ...)``.
-        threshold: ``beta``, the distance below which a retain sample counts as a neighbour.
-        scale: ``s >= 0``.
-        direction: one of :data:`ADAPTIVE_DIRECTIONS`.
-
-    Returns:
-        ``(N_f,)`` rates, float32, on ``feat_f``'s device.
-    """
-    if direction not in ADAPTIVE_DIRECTIONS:
-        raise ValueError(f"direction must be one of {ADAPTIVE_DIRECTIONS}, got {direction!r}")
-    if feat_r.shape[0] == 0:
-        raise ValueError("adaptive alpha needs at least one retain sample in the batch")
-    fr = F.normalize(feat_r.detach().flatten(1).float(), dim=1)
-    ff = F.normalize(feat_f.detach().flatten(1).float(), dim=1).to(fr.device)
-    cos = (ff @ fr.T).clamp(-1.0, 1.0)
-    dist = (1.0 - cos) / 2.0
-    frac = (dist < threshold).sum(dim=1).float() / fr.shape[0]
-    if direction == "dense_more_negative":
-        return -scale * frac
-    return -scale * (1.0 - frac)
-
 
 # ---------------------------------------------------------------------------------------------
 # Configs
@@ -188,9 +84,11 @@ _UGRADSL_PLUS_OPTIMIZER = OptimizerSpec(lr=0.01)
 
 @dataclass(frozen=True)
 class UGradSLConfig(BaseConfig):
-    """UGradSL: library starting points (SGD lr 1e-4, momentum 0.9, wd 5e-4, 5 epochs over D_f).
+    """UGradSL: the paper's update with library starting points for its hyperparameters.
 
-    The paper publishes no per-dataset alpha, p or epochs; every default is a library choice.
+    The update follows the paper: no gradient clipping, batch-mean losses. The numbers (SGD lr
+    1e-4, momentum 0.9, wd 5e-4, 5 epochs over D_f, alpha -0.5, p 0.5) are library choices: the
+    paper publishes no per-dataset alpha, p or epochs.
     """
 
     alpha: float | Literal["adaptive"] = field(
@@ -202,7 +100,7 @@ class UGradSLConfig(BaseConfig):
     )
     p: float = field(
         default=0.5,
-        metadata={"help": "retain weight in [0, 1]: L = p*CE_r - (1 - p)*GLS_f (batch means)"},
+        metadata={"help": "retain weight in [0, 1]: L = p*CE_r - (1 - p)*GLS_f"},
     )
     adaptive_scale: float = field(
         default=1.0, metadata={"help": "s: adaptive rates lie in [-s, 0]"}
@@ -231,8 +129,18 @@ class UGradSLConfig(BaseConfig):
     epochs: int = field(default=5, metadata={"help": "passes over the driver loader"})
     batch_size: int = field(default=256, metadata={"help": "used for both loaders"})
     optimizer: OptimizerSpec = _UGRADSL_OPTIMIZER
+    reduction: Literal["mean", "sum"] = field(
+        default="mean",
+        metadata={
+            "help": "mean: batch means of CE_r and GLS_f (the reference GLS loss); sum: batch "
+            "sums, Eq. 8 read literally (about batch_size times the step at equal batch sizes)"
+        },
+    )
     max_grad_norm: float | None = field(
-        default=5.0, metadata={"help": "gradient-norm clip (divergence guard for the ascent)"}
+        default=None,
+        metadata={
+            "help": "gradient-norm clip; none in the paper (default); preset 'guarded' sets 5"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -259,6 +167,11 @@ class UGradSLConfig(BaseConfig):
                 "adaptive_threshold is a cosine distance (1 - cos)/2 and must lie in [0, 1], "
                 f"got {self.adaptive_threshold}; try 0.1"
             )
+        if self.reduction not in REDUCTIONS:
+            raise ConfigError(
+                f"reduction must be one of {list(REDUCTIONS)}, got {self.reduction!r}; "
+                "'mean' is the reference"
+            )
         if self.adaptive_direction not in ADAPTIVE_DIRECTIONS:
             raise ConfigError(
                 f"adaptive_direction must be one of {list(ADAPTIVE_DIRECTIONS)}, "
@@ -268,11 +181,12 @@ class UGradSLConfig(BaseConfig):
 
 @dataclass(frozen=True)
 class UGradSLPlusConfig(UGradSLConfig):
-    """UGradSL+: library starting points (SGD lr 0.01, p 0.7, 10 epochs over D_r)."""
+    """UGradSL+: the paper's update; library starting points (SGD lr 0.01, p 0.7, 10 epochs
+    over D_r)."""
 
     p: float = field(
         default=0.7,
-        metadata={"help": "retain weight in [0, 1]: L = p*CE_r - (1 - p)*GLS_f (batch means)"},
+        metadata={"help": "retain weight in [0, 1]: L = p*CE_r - (1 - p)*GLS_f"},
     )
     epochs: int = field(default=10, metadata={"help": "passes over the driver loader"})
     optimizer: OptimizerSpec = _UGRADSL_PLUS_OPTIMIZER
@@ -283,8 +197,8 @@ class UGradSLPlusConfig(UGradSLConfig):
 
 _ACCESS = AccessSpec(level="forget_and_retain")
 
-#: The adaptive-mode search space (METHODS.md section 1.1); merge it into a tuner's space to
-#: tune the adaptive rule instead of a fixed alpha.
+#: The adaptive-mode search space; merge it into a tuner's space to tune the adaptive rule
+#: instead of a fixed alpha.
 ADAPTIVE_SEARCH_SPACE: dict[str, Dist] = {
     "alpha": choice(["adaptive"]),
     "adaptive_threshold": uniform(0.02, 0.3),
@@ -407,9 +321,9 @@ def _run(
                 # Zero-weight terms are left out so that p = 1 is exactly fine-tuning.
                 terms = []
                 if p > 0.0:
-                    terms.append(p * F.cross_entropy(z_r, y_r))
+                    terms.append(p * F.cross_entropy(z_r, y_r, reduction=config.reduction))
                 if p < 1.0:
-                    terms.append(-(1.0 - p) * gls_loss(z_f, y_f, alpha))
+                    terms.append(-(1.0 - p) * gls_loss(z_f, y_f, alpha, reduction=config.reduction))
                 loss = terms[0] if len(terms) == 1 else terms[0] + terms[1]
                 if not ctx.step(opt, loss):
                     break
@@ -430,7 +344,19 @@ def _run(
 # ---------------------------------------------------------------------------------------------
 # Registered methods
 
-_DIGITS = {"batch_size": 64, "alpha": -0.5, "epochs": 10, "max_grad_norm": 5.0}
+# ``reference`` pins the update rule (not the library's starting numbers, which the paper does
+# not publish), so that it stays the paper's even if a default changes.
+_REFERENCE = {"max_grad_norm": None, "reduction": "mean"}
+_GUARDED = {"max_grad_norm": 5.0}
+_DIGITS = {"batch_size": 64, "alpha": -0.5, "epochs": 10, **_GUARDED}
+
+#: One line of help per preset (both methods share the names and the meanings).
+PRESET_HELP: dict[str, str] = {
+    "reference": "the paper's update: no gradient clipping, batch-mean CE_r and GLS_f",
+    "guarded": "the paper's update plus the library's divergence guard: clip gradients at norm 5",
+    "adaptive": "per-sample negative smoothing rates from retain-neighbour density",
+    "digits": "guarded starting point for the built-in 8x8 digits benchmark (batch 64)",
+}
 
 
 @register_method(
@@ -438,7 +364,8 @@ _DIGITS = {"batch_size": 64, "alpha": -0.5, "epochs": 10, "max_grad_norm": 5.0}
     config=UGradSLConfig,
     access=_ACCESS,
     presets={
-        "reference": {},
+        "reference": _REFERENCE,
+        "guarded": _GUARDED,
         "adaptive": {"alpha": "adaptive"},
         "digits": {**_DIGITS, "p": 0.5, "lr": 5e-3},
     },
@@ -459,10 +386,14 @@ def ugradsl(model: nn.Module, data: DataViews, config: UGradSLConfig, *, ctx: Ru
         L(theta) = p * mean_{B_r} CE(f(x_r), y_r) - (1 - p) * mean_{B_f} l_GLS(x_f, y_f; alpha)
         l_GLS = -sum_k [(1 - alpha) e_y + alpha/K]_k log softmax(f(x))_k
 
-    Library decisions [lib]: batch means instead of the paper's sums (so ``p`` does not
-    re-weight with batch sizes); two separate forward passes by default (``concat_forward``
-    joins them, which changes BatchNorm statistics); ``max_grad_norm = 5`` against divergence;
-    forget batches are never augmented. ``alpha='adaptive'`` computes per-sample rates from the
+    The default config and the ``reference`` preset make the paper's update: no gradient
+    clipping, and batch means, as the group's GLS loss code computes them. Eq. 8 writes sums
+    over the data; with equal batch sizes, per-batch sums give the same direction with a step
+    about ``batch_size`` times larger (``reduction='sum'`` applies them literally). The
+    ``guarded`` and ``digits`` presets clip the gradient norm at 5, a library guard against the
+    unbounded ascent. Library decisions: two separate forward passes by default
+    (``concat_forward`` joins them, which changes BatchNorm statistics); forget batches are
+    never augmented. ``alpha='adaptive'`` computes per-sample rates from the
     detached penultimate features of the same forward pass (input of the last ``nn.Linear``):
     ``alpha_j = -s * c_j / |B_r|`` with ``c_j`` the retain samples within cosine distance
     ``(1 - cos)/2 < beta`` (or ``-s * (1 - c_j/|B_r|)``); with ``ctx.feature_fn`` the features
@@ -478,7 +409,8 @@ def ugradsl(model: nn.Module, data: DataViews, config: UGradSLConfig, *, ctx: Ru
     config=UGradSLPlusConfig,
     access=_ACCESS,
     presets={
-        "reference": {},
+        "reference": _REFERENCE,
+        "guarded": _GUARDED,
         "adaptive": {"alpha": "adaptive"},
         "digits": {**_DIGITS, "p": 0.7, "lr": 0.01},
     },
@@ -499,8 +431,8 @@ def ugradsl_plus(model: nn.Module, data: DataViews, config: UGradSLPlusConfig, *
 
         L(theta) = p * mean_{B_r} CE(f(x_r), y_r) - (1 - p) * mean_{B_f} l_GLS(x_f, y_f; alpha)
 
-    Library decisions [lib] are those of :func:`ugradsl` (batch means, separate forwards,
-    ``max_grad_norm = 5``, the adaptive-alpha resolution); with ``p = 1`` it is exactly
-    fine-tuning on the retain batches.
+    Presets and library decisions are those of :func:`ugradsl`: ``reference`` (and the default)
+    is the paper's update without clipping, ``guarded`` clips at norm 5. With ``p = 1`` it is
+    exactly fine-tuning on the retain batches.
     """
     return _run(model, data, config, ctx, driver="retain", method="ugradsl_plus")

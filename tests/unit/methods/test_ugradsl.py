@@ -1,4 +1,4 @@
-"""Known-answer and behaviour tests of UGradSL / UGradSL+ (METHODS.md section 1.1)."""
+"""Known-answer and behaviour tests of UGradSL / UGradSL+ (Di et al., arXiv 2406.07698)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import unlearnkit as uk
 import unlearnkit.methods.ugradsl  # noqa: F401  (registers ugradsl and ugradsl_plus)
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods.ugradsl import (
+    PRESET_HELP,
     UGradSLConfig,
     UGradSLPlusConfig,
     adaptive_alpha,
@@ -224,7 +225,8 @@ def test_p_one_equals_finetune_on_the_paired_retain_batches(name: str) -> None:
     for xb in retain_batches:
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(ref(xb), r_y[_rows_in(xb, r_x)]).backward()
-        torch.nn.utils.clip_grad_norm_(list(ref.parameters()), spec.max_grad_norm)
+        if spec.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(list(ref.parameters()), spec.max_grad_norm)
         opt.step()
     got = dict(out.model.inner.named_parameters())
     for k, v in ref.named_parameters():
@@ -259,8 +261,10 @@ def test_concatenated_forward_equals_separate_forwards_without_batchnorm() -> No
 
 def test_defaults_follow_the_spec_table() -> None:
     a, b = UGradSLConfig(), UGradSLPlusConfig()
-    assert (a.alpha, a.p, a.epochs, a.batch_size, a.max_grad_norm) == (-0.5, 0.5, 5, 256, 5.0)
-    assert (b.alpha, b.p, b.epochs, b.batch_size, b.max_grad_norm) == (-0.5, 0.7, 10, 256, 5.0)
+    # The default is the paper's update: no clipping, batch means.
+    assert (a.alpha, a.p, a.epochs, a.batch_size, a.max_grad_norm) == (-0.5, 0.5, 5, 256, None)
+    assert (b.alpha, b.p, b.epochs, b.batch_size, b.max_grad_norm) == (-0.5, 0.7, 10, 256, None)
+    assert a.reduction == b.reduction == "mean"
     assert (a.optimizer.name, a.optimizer.lr, a.optimizer.momentum, a.optimizer.weight_decay) == (
         "sgd",
         1e-4,
@@ -278,6 +282,7 @@ def test_defaults_follow_the_spec_table() -> None:
     assert uk.get_method("ugradsl_plus").config_cls is UGradSLPlusConfig
     digits = uk.get_method("ugradsl").make_config(preset="digits")
     assert (digits.optimizer.lr, digits.epochs, digits.batch_size, digits.p) == (5e-3, 10, 64, 0.5)
+    assert (digits.max_grad_norm, digits.reduction) == (5.0, "mean")  # the benchmark's guard
 
 
 @pytest.mark.parametrize(
@@ -290,6 +295,7 @@ def test_defaults_follow_the_spec_table() -> None:
         {"adaptive_threshold": 1.5},
         {"adaptive_scale": -1.0},
         {"adaptive_direction": "sideways"},
+        {"reduction": "median"},
     ],
 )
 def test_bad_config_values_are_rejected(bad) -> None:
@@ -315,3 +321,154 @@ def test_forgets_a_class_while_retain_accuracy_holds(name: str, cfg: dict) -> No
     out = uk.run_unlearning(model, task, name, cfg, seed=0)
     assert _acc(out.model, task.forget) <= 0.25
     assert _acc(out.model, task.retain) >= 0.9
+
+
+# --- The paper's update (`reference`) and the library's guard (`guarded`) ----------------------
+
+# Golden values from the reference GLS loss, UCSC-REAL/negative-label-smoothing ``loss.py``
+# (``loss_gls``, commit 05078f675b42c13c89219eb8f2238bd4d794d83d), run on the inputs below: a
+# 3-class ``nn.Linear(4, 3)`` with weights _W0/_B0, retain rows 0-5, forget rows 6-8. The
+# UGradSL repository itself (UCSC-REAL/Label-Smoothing-Unlearn) could not be obtained, so the
+# step is p * F.cross_entropy(retain) - (1 - p) * loss_gls(forget) with SGD (momentum 0.9, wd
+# 5e-4), p 0.5, alpha -0.5, lr 0.1, two steps on the full batches, nothing clipped.
+_X = [
+    [0.5, -1.0, 2.0, 0.0],
+    [1.5, 0.5, -0.5, 1.0],
+    [-1.0, 2.0, 0.0, 0.5],
+    [0.0, 0.0, 1.0, -1.5],
+    [2.0, -0.5, 0.5, 0.5],
+    [-0.5, 1.0, -1.0, 2.0],
+    [1.0, 1.0, 1.0, 1.0],
+    [-2.0, 0.5, 1.5, -0.5],
+    [0.5, 0.5, -2.0, 1.0],
+]
+_Y = [0, 1, 2, 0, 1, 2, 0, 1, 2]
+_W0 = [[0.3, -0.2, 0.1, 0.4], [-0.1, 0.5, -0.3, 0.2], [0.2, 0.1, 0.4, -0.5]]
+_B0 = [0.1, -0.2, 0.05]
+# Inputs x 10 (gradient norm 15.5 at the start, so a clip at 5 would change the step).
+_GOLDEN_MEAN_X10 = (
+    [
+        [-0.5939605, -0.6803209, 0.3956576, -0.4942894],
+        [2.5371521, 0.1449864, -1.89882, 0.9994893],
+        [-1.5432497, 0.9352764, 1.7031339, -0.4052143],
+    ],
+    [0.0973114, -0.192429, 0.0451248],
+)
+# Eq. 8 with per-batch sums (reference loss_gls times the batch size), inputs x 1.
+_GOLDEN_SUM = (
+    [
+        [-0.0787622, -0.4360894, 0.2224292, -0.0770722],
+        [0.8589131, 0.270342, -0.6350186, 0.4079092],
+        [-0.3802089, 0.5656894, 0.6125605, -0.2308515],
+    ],
+    [0.0706637, -0.1736443, 0.0529879],
+)
+# The x 10 run with torch's clip_grad_norm_(..., 5) before each step (the library's guard).
+_GOLDEN_CLIP5_X10 = (
+    [
+        [-0.0223177, -0.3194618, 0.2076626, 0.117948],
+        [0.8192388, 0.2877482, -0.8377596, 0.4345293],
+        [-0.3969791, 0.4316556, 0.8300681, -0.4524918],
+    ],
+    [0.0989208, -0.2002848, 0.0513712],
+)
+# reference loss_gls(0, z, y_forget, smooth_rate=alpha) on z = x_forget @ _W0.T + _B0 (float64).
+_GOLDEN_GLS = {-2.0: 2.1756355981214726, -0.5: 1.7089689170503501, 0.0: 1.5534133566933093}
+
+
+def _golden_task(scale: float):
+    x = torch.tensor(_X) * scale
+    y = torch.tensor(_Y)
+    bundle = uk.datasets.from_arrays(x.numpy(), y.numpy(), x[:3].numpy(), y[:3].numpy())
+    return uk.forget_task(bundle, "indices", indices=[6, 7, 8])
+
+
+def _golden_model() -> nn.Linear:
+    m = nn.Linear(4, 3)
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor(_W0))
+        m.bias.copy_(torch.tensor(_B0))
+    return m
+
+
+def _run_golden(name: str, scale: float, preset: str, **cfg):
+    base = {"lr": 0.1, "p": 0.5, "alpha": -0.5, "epochs": 2, "batch_size": 16, **cfg}
+    out = uk.run_unlearning(_golden_model(), _golden_task(scale), name, base, preset=preset)
+    assert out.steps == 2 and not out.diverged  # one forget and one retain batch per epoch
+    return out.model
+
+
+def _assert_params(model: nn.Linear, golden) -> None:
+    torch.testing.assert_close(model.weight.detach(), torch.tensor(golden[0]), rtol=0, atol=2e-6)
+    torch.testing.assert_close(model.bias.detach(), torch.tensor(golden[1]), rtol=0, atol=2e-6)
+
+
+def test_gls_loss_equals_the_reference_loss_gls() -> None:
+    x, y = torch.tensor(_X), torch.tensor(_Y)
+    z = (x[6:] @ torch.tensor(_W0).T + torch.tensor(_B0)).double()
+    for alpha, want in _GOLDEN_GLS.items():
+        assert float(gls_loss(z, y[6:], alpha)) == pytest.approx(want, rel=1e-12)
+        got_sum = float(gls_loss(z, y[6:], alpha, reduction="sum"))
+        assert got_sum == pytest.approx(3 * want, rel=1e-12)
+    with pytest.raises(ValueError, match="reduction"):
+        gls_loss(z, y[6:], -0.5, reduction="none")
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_reference_preset_matches_the_reference_step(name: str) -> None:
+    _assert_params(_run_golden(name, 10.0, "reference"), _GOLDEN_MEAN_X10)
+    # The default config is the same update.
+    default = uk.run_unlearning(
+        _golden_model(),
+        _golden_task(10.0),
+        name,
+        {"lr": 0.1, "p": 0.5, "alpha": -0.5, "epochs": 2, "batch_size": 16},
+    )
+    _assert_params(default.model, _GOLDEN_MEAN_X10)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_sum_reduction_matches_eq8_with_batch_sums(name: str) -> None:
+    _assert_params(_run_golden(name, 1.0, "reference", reduction="sum"), _GOLDEN_SUM)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_guarded_preset_clips_at_norm_five(name: str) -> None:
+    _assert_params(_run_golden(name, 10.0, "guarded"), _GOLDEN_CLIP5_X10)
+
+
+@pytest.mark.parametrize("preset", ["reference", "guarded"])
+def test_a_huge_gradient_is_clipped_only_by_the_guarded_preset(preset: str) -> None:
+    lr, wd = 1e-3, 5e-4
+    task = _golden_task(1e4)  # inputs x 1e4: a gradient norm in the tens of thousands
+    cfg = {"lr": lr, "p": 0.5, "alpha": -0.5, "epochs": 1, "batch_size": 16}
+    out = uk.run_unlearning(_golden_model(), task, "ugradsl", cfg, preset=preset)
+    assert out.steps == 1 and not out.diverged
+    # Gradient of the step, recovered from SGD's first update: delta = -lr * (g + wd * w0).
+    w0 = torch.cat([torch.tensor(_W0).flatten(), torch.tensor(_B0)])
+    w1 = torch.cat([out.model.weight.detach().flatten(), out.model.bias.detach()])
+    g = -(w1 - w0) / lr - wd * w0
+    m = _golden_model()
+    z_r, z_f = m(task.retain.x), m(task.forget.x)
+    loss = 0.5 * F.cross_entropy(z_r, task.retain.y) - 0.5 * gls_loss(z_f, task.forget.y, -0.5)
+    loss.backward()
+    full = torch.cat([m.weight.grad.flatten(), m.bias.grad])
+    assert float(full.norm()) > 1e3
+    if preset == "reference":
+        torch.testing.assert_close(g, full, rtol=1e-3, atol=1e-2)
+    else:
+        assert float(g.norm()) == pytest.approx(5.0, rel=1e-3)
+        torch.testing.assert_close(g, full * (5.0 / full.norm()), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_preset_has_one_line_of_help_and_pins_its_rule(name: str) -> None:
+    spec = uk.get_method(name)
+    assert set(spec.presets) == set(PRESET_HELP) >= {"reference", "guarded"}
+    for text in PRESET_HELP.values():
+        assert text and "\n" not in text and len(text) <= 100
+    ref, guarded = spec.make_config(preset="reference"), spec.make_config(preset="guarded")
+    assert (ref.max_grad_norm, ref.reduction) == (None, "mean")
+    assert (guarded.max_grad_norm, guarded.reduction) == (5.0, "mean")
+    # `reference` overrides a user-changed base only where the user does not set it.
+    assert spec.make_config({"max_grad_norm": 1.0}, preset="reference").max_grad_norm == 1.0
