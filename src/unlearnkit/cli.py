@@ -223,8 +223,10 @@ def describe(
         typer.echo(f"  {f['name']}: {f['type']} = {json.dumps(f['default'], default=str)}{help_}")
     if d["presets"]:
         typer.echo("presets:")
+        helps = d.get("preset_help", {})
         for p, vals in d["presets"].items():
-            typer.echo(f"  {p}: {json.dumps(vals, default=str)}")
+            help_ = f"  # {helps[p]}" if helps.get(p) else ""
+            typer.echo(f"  {p}: {json.dumps(vals, default=str)}{help_}")
     if d["search_space"]:
         typer.echo("search space:")
         for k, v in d["search_space"].items():

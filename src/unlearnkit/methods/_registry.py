@@ -50,6 +50,7 @@ class MethodSpec:
     access: AccessSpec
     aliases: tuple[str, ...] = ()
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    preset_help: dict[str, str] = field(default_factory=dict)
     search_space: dict[str, Dist] = field(default_factory=dict)
     identity_config: dict[str, Any] | None = field(default_factory=lambda: {"max_steps": 0})
     scenario_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -109,6 +110,7 @@ class MethodSpec:
             "config": self.config_cls.__name__,
             "fields": self.config_cls.describe_fields(),
             "presets": self.presets,
+            "preset_help": {k: self.preset_help.get(k, "") for k in self.presets},
             "search_space": {k: str(v) for k, v in self.search_space.items()},
             "scenario_defaults": self.scenario_defaults,
         }
@@ -125,6 +127,7 @@ def register_method(
     access: AccessSpec,
     aliases: tuple[str, ...] = (),
     presets: dict[str, dict[str, Any]] | None = None,
+    preset_help: dict[str, str] | None = None,
     search_space: dict[str, Dist] | None = None,
     identity_config: dict[str, Any] | None = None,
     no_identity: bool = False,
@@ -153,6 +156,7 @@ def register_method(
             access=access,
             aliases=tuple(aliases),
             presets=dict(presets or {}),
+            preset_help={k: v for k, v in (preset_help or {}).items() if k in (presets or {})},
             search_space=dict(search_space or {}),
             identity_config=None if no_identity else (identity_config or {"max_steps": 0}),
             scenario_defaults=dict(scenario_defaults or {}),

@@ -369,6 +369,7 @@ PRESET_HELP: dict[str, str] = {
         "adaptive": {"alpha": "adaptive"},
         "digits": {**_DIGITS, "p": 0.5, "lr": 5e-3},
     },
+    preset_help=PRESET_HELP,
     search_space={
         "alpha": choice(_ALPHA_CHOICES),
         "p": uniform(0.3, 0.95),
@@ -414,6 +415,7 @@ def ugradsl(model: nn.Module, data: DataViews, config: UGradSLConfig, *, ctx: Ru
         "adaptive": {"alpha": "adaptive"},
         "digits": {**_DIGITS, "p": 0.7, "lr": 0.01},
     },
+    preset_help=PRESET_HELP,
     search_space={
         "alpha": choice(_ALPHA_CHOICES),
         "p": uniform(0.3, 0.95),
