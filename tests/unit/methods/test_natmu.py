@@ -1,10 +1,9 @@
-"""NatMU (METHODS.md section 1.2): masks, label choice, rebalancing, partners, hybrids, training."""
+"""NatMU: masks, label choice, rebalancing, partners, hybrids, training."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -36,26 +35,6 @@ from unlearnkit.testing import (
 # Unit test 1: masks
 
 
-def reference_masks(size: int, delta: float) -> np.ndarray:
-    """A direct transcription of the reference loop (generate_mask_cifar), any even size."""
-    pattern = np.zeros((4, 3, size, size), dtype=np.float32)
-    a = 2
-    b = size // a
-    for i in range(a):
-        for j in range(b):
-            if i % 2 == 0:
-                pattern[0, :, i * b + j, :] = j / b
-                pattern[1, :, :, i * b + j] = j / b
-                pattern[2, :, i * b + j, :] = (b - 1) / b - j / b
-                pattern[3, :, :, i * b + j] = (b - 1) / b - j / b
-            else:
-                pattern[0, :, i * b + j, :] = (b - 1) / b - j / b
-                pattern[1, :, :, i * b + j] = (b - 1) / b - j / b
-                pattern[2, :, i * b + j, :] = j / b
-                pattern[3, :, :, i * b + j] = j / b
-    return np.clip(pattern + delta, 0, 1)
-
-
 def test_masks_32_known_values() -> None:
     m = natmu_masks(32, 32, 0.0)
     assert m.shape == (4, 32, 32)
@@ -78,13 +57,31 @@ def test_mask_means_match_the_reference_table(delta: float, size: int, mean: flo
         assert m[k].mean().item() == pytest.approx(mean, abs=1e-4)
 
 
-@pytest.mark.parametrize("size", [8, 32, 64])
-@pytest.mark.parametrize("delta", [0.0, -0.19, 0.045, 0.7])
-def test_masks_equal_the_reference_loop(size: int, delta: float) -> None:
-    ours = natmu_masks(size, size, delta).numpy()
-    ref = reference_masks(size, delta)
-    for c in range(3):
-        np.testing.assert_allclose(ours, ref[:, c], atol=1e-6, rtol=0)
+# Golden values from the reference's mask builders (generate_mask_cifar for 32 x 32 and
+# generate_mask_tinyimagenet for 64 x 64 in sample-wise/utils/generate_patch_data.py,
+# github.com/ZhengbaoHe/NatMU at commit f7b977eda29637261669b79607b58cac699c0948): the sum of each
+# mask over one channel (all four masks share it; the channels are identical), G_1 down column 3
+# and G_4 along row 3 at the rows/columns (0, 1, L/2 - 1, L/2, L - 2, L - 1).
+REFERENCE_MASKS = {
+    (32, 0.0): (480.0, [0.0, 0.0625, 0.9375, 0.9375, 0.0625, 0.0], [0.9375, 0.875, 0.0, 0.0]),
+    (32, -0.19): (310.08, [0.0, 0.0, 0.7475, 0.7475, 0.0, 0.0], [0.7475, 0.685, 0.0, 0.0]),
+    (32, 0.045): (526.08, [0.045, 0.1075, 0.9825, 0.9825, 0.1075, 0.045], [0.9825, 0.92]),
+    (32, 0.7): (968.0, [0.7, 0.7625, 1.0, 1.0, 0.7625, 0.7], [1.0, 1.0, 0.7, 0.7, 1.0, 1.0]),
+    (64, 0.0): (1984.0, [0.0, 0.03125, 0.96875, 0.96875, 0.03125, 0.0], [0.96875, 0.9375]),
+    (64, -0.19): (1292.0, [0.0, 0.0, 0.77875, 0.77875, 0.0, 0.0], [0.77875, 0.7475, 0.0, 0.0]),
+    (64, 0.045): (2166.5601, [0.045, 0.07625, 1.0, 1.0, 0.07625, 0.045], [1.0, 0.9825, 0.045]),
+    (64, 0.7): (3892.0, [0.7, 0.73125, 1.0, 1.0, 0.73125, 0.7], [1.0, 1.0, 0.7, 0.7, 1.0, 1.0]),
+}
+
+
+@pytest.mark.parametrize(("size", "delta"), sorted(REFERENCE_MASKS))
+def test_masks_equal_the_reference_builder(size: int, delta: float) -> None:
+    total, g1, g4 = REFERENCE_MASKS[(size, delta)]
+    m = natmu_masks(size, size, delta).double()
+    assert m.sum(dim=(1, 2)).tolist() == pytest.approx([total] * 4, abs=1e-3)
+    at = [0, 1, size // 2 - 1, size // 2, size - 2, size - 1]
+    assert m[0, at, 3].tolist() == pytest.approx(g1, abs=1e-6)
+    assert m[3, 3, at[: len(g4)]].tolist() == pytest.approx(g4, abs=1e-6)
 
 
 def test_eight_by_eight_profile_and_odd_sizes() -> None:
@@ -222,15 +219,36 @@ def test_class_mode_supply_guard_takes_the_next_most_probable_class() -> None:
     assert_valid_plan(plan, labels, retain_labels)
 
 
-def test_running_out_of_partners_is_a_clear_data_error() -> None:
+def test_running_out_of_partners_reuses_retain_images() -> None:
+    # 3 forget samples x 2 hybrids need 3 partners of class 1 and 3 of class 2; each class has 2.
     probs = torch.tensor([[0.6, 0.3, 0.1]]).repeat(3, 1)
     labels = torch.zeros(3, dtype=torch.long)
     retain_labels = torch.tensor([1, 1, 2, 2])
-    with pytest.raises(DataError, match="ran out of partners"):
+    plan = plan_partners(
+        probs,
+        labels,
+        retain_labels,
+        2,
+        generator=torch.Generator().manual_seed(0),
+        label_rule="topk",
+        scenario="class",
+        exclude_classes=(0,),
+    )
+    assert plan.targets.tolist() == [[1, 2]] * 3  # every sample keeps its targets and masks
+    assert torch.equal(retain_labels[plan.partners], plan.targets)
+    assert plan.info["partner_reuse"] == 2 and plan.info["pool_refills"] == 2
+    # The first pass through each class's pool still uses each image once.
+    assert sorted(plan.partners[:2].flatten().tolist()) == [0, 1, 2, 3]
+
+
+def test_no_retain_image_of_any_candidate_class_is_a_clear_data_error() -> None:
+    probs = torch.tensor([[0.6, 0.3, 0.1]]).repeat(2, 1)
+    labels = torch.zeros(2, dtype=torch.long)
+    with pytest.raises(DataError, match="no image of class 2 nor of any other class"):
         plan_partners(
             probs,
             labels,
-            retain_labels,
+            torch.tensor([1, 1, 1]),
             2,
             generator=torch.Generator(),
             label_rule="topk",
@@ -288,8 +306,8 @@ def test_quantized_hybrids_are_integer_in_raw_space() -> None:
     xf, xr = norm.to_model(raw_f), norm.to_model(raw_r)
     partners = torch.arange(12).reshape(4, 3)
     masks = natmu_masks(8, 8, 0.0, 3)[:, None]
-    exact = blend_hybrids(xf, xr, partners, masks, normalization=norm, quantize=False)
-    rounded = blend_hybrids(xf, xr, partners, masks, normalization=norm, quantize=True)
+    exact = blend_hybrids(xf, xr, partners, masks, normalization=norm, quantize="none")
+    rounded = blend_hybrids(xf, xr, partners, masks, normalization=norm, quantize="round")
     raw = norm.to_raw(rounded, round_=False)
     assert torch.allclose(raw, raw.round(), atol=1e-5)
     assert not torch.allclose(norm.to_raw(exact, round_=False), raw)
