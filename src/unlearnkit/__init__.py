@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from . import datasets, memorisation, methods, models
 from .api import UnlearnOutcome, run_unlearning, unlearn
 from .errors import (
@@ -23,6 +25,10 @@ from .tasks import ForgetTask, forget_task
 from .training import TrainRecipe, train
 
 __version__ = "0.1.0"
+
+# A library configures no logging of its own: notices go to the "unlearnkit" logger, and the
+# application (the CLI, or the user's) decides where they are shown.
+logging.getLogger("unlearnkit").addHandler(logging.NullHandler())
 
 __all__ = [
     "AccessError",

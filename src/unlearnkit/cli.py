@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -308,12 +309,47 @@ def _refresh_report(out: Path) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: every error a user can cause is one line and exit code 2
+    (click's usage errors included, which it would print over several lines)."""
+    _show_notices()
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="unlearnkit")
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # Ctrl-C or end of input outside a command's own handling
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except typer.TyperException as exc:  # click's usage errors (typer's bundled click)
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(0)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        typer.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
     except UnlearnKitError as exc:  # anything a command did not catch itself
         typer.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+class _Notices(logging.Handler):
+    """The library's warnings (divergence, partner reuse...) on the current stderr, one line
+    each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(
+                f"{record.levelname.lower()}: {' '.join(record.getMessage().split())}\n"
+            )
+        except Exception:  # noqa: BLE001 - logging must never break a command
+            self.handleError(record)
+
+
+def _show_notices() -> None:
+    logger = logging.getLogger("unlearnkit")
+    if not any(isinstance(h, _Notices) for h in logger.handlers):
+        logger.addHandler(_Notices(logging.WARNING))
 
 
 def _one_line(exc: BaseException) -> str:

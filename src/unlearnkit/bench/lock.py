@@ -46,7 +46,6 @@ def writable_folder(folder: Path) -> Path:
     return folder
 
 
-
 class RunLock:
     """``with RunLock(out, "bench"): ...`` holds ``out/.lock`` for the block."""
 

@@ -168,10 +168,9 @@ def _run(spec: BenchSpec, out_dir: str | Path, say: Callable[[str], None], devic
             **{f"task:{name}": task.describe() for name, task in tasks.items()},
         )
         run = _Writer(store, ctx_hash, summary)
-        for sc, rep, cells in plan:
-            _run_replicate(spec, sc.name, tasks[sc.name], rep, factory, bank, run, say, device, cells)
-        for sc, rep, cells in sweeps:
-            _run_replicate(spec, sc.name, tasks[sc.name], rep, factory, bank, run, say, device, cells)
+        for sc, rep, cells in plan + sweeps:
+            task = tasks[sc.name]
+            _run_replicate(spec, sc.name, task, rep, factory, bank, run, say, device, cells)
         store.set_meta("sweep_cells", [c.key for *_, cells in sweeps for c in cells])
     summary.seconds = time.perf_counter() - t_start
     return summary

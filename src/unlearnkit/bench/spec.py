@@ -185,6 +185,8 @@ class BenchSpec:
             )
         if not self.seeds:
             raise ConfigError("the spec lists no seeds")
+        if len(self.seeds) > MAX_REPLICATES:
+            raise ConfigError(f"seeds: at most {MAX_REPLICATES} replicates, got {len(self.seeds)}")
         labels = [s.name for s in self.scenarios]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"scenario names must be unique, got {labels}")

@@ -166,6 +166,8 @@ class ResultStore:
                     r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
                 }
                 self._check_schema(con, tables)
+                if not self.readonly and "cells" in tables:
+                    self._check_rows(con)
                 if not self.readonly:
                     # A rollback journal, not WAL: one writer per folder (bench.lock), and readers
                     # leave no -wal/-shm files behind, so a refused run changes no byte.
@@ -209,6 +211,17 @@ class ResultStore:
         if version != SCHEMA_VERSION:
             raise self._bad(f"schema version {version!r}, expected {SCHEMA_VERSION}")
 
+    def _check_rows(self, con: sqlite3.Connection) -> None:
+        """Every stored row must be readable before a run adds to the store: a damaged row
+        found only when the report is written would leave new rows beside an unusable store."""
+        for key, metrics, record in con.execute("SELECT key, metrics, record FROM cells"):
+            try:
+                _loads_metrics(metrics)
+                if not isinstance(json.loads(record), dict):
+                    raise ValueError("the record is not a JSON object")
+            except (TypeError, ValueError) as exc:
+                raise self._bad(f"row {key} cannot be read: {exc}") from None
+
     def close(self) -> None:
         self._con.close()
 
@@ -250,7 +263,7 @@ class ResultStore:
             for (other,) in self._query(
                 "SELECT DISTINCT identity FROM cells WHERE slot = ? AND identity != ?", (slot, h)
             ):
-                table, scenario, label = json.loads(slot)
+                _table, scenario, label = json.loads(slot)
                 old = self._identity_value(other) or {}
                 hint = (
                     ", or give the variant its own label in a spec"
@@ -371,4 +384,3 @@ def open_existing(path: str | Path) -> ResultStore:
     if not db.is_file():
         raise DataError(f"no results store at {db}; run 'unlearnkit bench --out {p}' first")
     return ResultStore(db, readonly=True)
-
