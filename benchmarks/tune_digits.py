@@ -32,6 +32,7 @@ import torch
 import yaml
 
 import unlearnkit as uk
+from unlearnkit.bench.identity import METRICS_VERSION
 from unlearnkit.bench.spec import BenchSpec, ScenarioSpec, default_spec, load_spec, spec_from_dict
 from unlearnkit.bench.tune import (
     VAL_CLASS_SHIFT,
@@ -55,14 +56,21 @@ METRIC_LABELS = (
 
 
 def spec_hash(spec: BenchSpec) -> str:
-    """Hash of what determines theta_o, theta_r and the tasks (not the method overrides)."""
+    """Hash of what determines theta_o, theta_r and the tasks (not the method overrides): a
+    stored search is reused only under the same run identity (unlearnkit.bench.identity)."""
+    scenarios = [
+        {k: v for k, v in dataclasses.asdict(s).items() if k != "method_config"}
+        for s in spec.scenarios
+    ]
     d = {
         "dataset": dataclasses.asdict(spec.dataset),
         "model": dataclasses.asdict(spec.model),
         "recipe": spec.recipe.to_dict(),
-        "scenarios": [s.task_kwargs() | {"name": s.name} for s in spec.scenarios],
+        "scenarios": scenarios,
         "seed_attack": spec.seed_attack,
         "default_preset": spec.default_preset,
+        "threads": spec.threads,
+        "metrics_version": METRICS_VERSION,
         "protocol": {"seed_offset": VAL_SPLIT_SEED_OFFSET, "class_shift": VAL_CLASS_SHIFT},
     }
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -79,6 +87,8 @@ def request_of(spec, method, sc, trials, seeds, seed) -> dict[str, Any]:
         "seed": seed,
         "preset": preset,
         "base": base,
+        # trial 0 as it runs: a preset whose values changed makes this another search
+        "resolved": uk.get_method(method).make_config(base, preset=preset).to_dict(),
         "space": {k: str(v) for k, v in space.items()},
         "source": source,
     }
