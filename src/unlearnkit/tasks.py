@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checks import check_seed
 from .data import DataView
 from .datasets import DatasetBundle
 from .datasets._bundle import tensor_digest
@@ -211,19 +214,29 @@ def read_indices(path: str | Path) -> list[int]:
         raise DataError(f"{p} must hold a flat list of integer indices")
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
-            raise DataError(f"{p} holds a non-integer index {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise DataError(f"{p} holds a non-integer index {v!r}; it must list whole numbers")
+        if not math.isfinite(v) or float(v) != int(v):
+            raise DataError(f"{p} holds the index {v!r}, not a whole number; fix the file")
         out.append(int(v))
     return out
 
 
 def _check_indices(values: Sequence[int], n_train: int) -> np.ndarray:
-    arr = np.asarray(list(values))
+    if isinstance(values, (bytes, dict)) or not isinstance(values, Iterable):
+        raise DataError(
+            f"indices must be a list of positions or a file path, got {type(values).__name__}"
+        )
+    items = list(values)
+    arr = np.asarray([v.item() if isinstance(v, (np.generic, torch.Tensor)) else v for v in items])
     if arr.size == 0:
         raise DataError("the forget set is empty; give at least one index")
+    if arr.ndim != 1:
+        raise DataError(f"indices must be a flat list of positions, got shape {arr.shape}")
     if arr.dtype.kind == "f":
-        if not np.all(arr == np.round(arr)):
-            raise DataError("forget indices must be integers")
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            bad = arr[~np.isfinite(arr) | (arr != np.round(arr))][:5].tolist()
+            raise DataError(f"forget indices must be whole numbers, got {bad}")
         arr = arr.astype(np.int64)
     elif arr.dtype.kind not in "iu":
         raise DataError(f"forget indices must be integers, got {arr.dtype}")
@@ -237,6 +250,89 @@ def _check_indices(values: Sequence[int], n_train: int) -> np.ndarray:
     if (counts > 1).any():
         raise DataError(f"duplicate forget indices: {uniq[counts > 1][:5].tolist()}")
     return uniq.astype(np.int64)
+
+
+def _whole(value: Any, what: str) -> int:
+    """``value`` as an ``int`` if it is a whole number (``3`` or ``3.0``; not ``1.5``, ``"3"``)."""
+    if isinstance(value, (np.generic, torch.Tensor)) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise DataError(f"{what} must be an integer, got {type(value).__name__} {value!r}")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if not math.isfinite(value) or float(value) != int(value):
+        raise DataError(f"{what} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _whole_list(values: Any, what: str, example: str) -> list[int]:
+    if isinstance(values, (str, bytes, dict)) or not isinstance(values, Iterable):
+        raise DataError(f"{what} must be a list of integers, e.g. {example}, got {values!r}")
+    out = [_whole(v, f"each entry of {what}") for v in values]
+    if not out:
+        raise DataError(f"{what} is empty; give one or more integers, e.g. {example}")
+    return out
+
+
+# which scenario reads which argument (an argument given to another scenario is a mistake)
+_SCENARIO_ARGS = {
+    "fraction": "random",
+    "count": "random",
+    "stratified": "random",
+    "hardness": "random",
+    "classes": "class",
+    "indices": "indices",
+    "subclasses": "subclass",
+}
+
+
+def _check_task_args(scenario: Any, args: dict[str, Any], seed: Any) -> dict[str, Any]:
+    """Validate forget_task's arguments (types, whole numbers, finiteness, ranges that do not
+    depend on the data) and return them normalised: ints, floats, sorted unique classes.
+
+    Raises:
+        DataError: the first bad argument, in one line naming it and the fix.
+    """
+    if not isinstance(scenario, str) or scenario not in SCENARIOS:
+        raise DataError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
+    check_seed(seed)
+    for key, value in args.items():
+        given = value is not None and not (key == "stratified" and value is False)
+        if given and _SCENARIO_ARGS[key] != scenario:
+            raise DataError(
+                f"{key}= applies to scenario {_SCENARIO_ARGS[key]!r}, not {scenario!r}; pass "
+                f"scenario={_SCENARIO_ARGS[key]!r} or drop {key}="
+            )
+    out = dict(args)
+    if not isinstance(args["stratified"], (bool, np.bool_)):
+        raise DataError(f"stratified must be True or False, got {args['stratified']!r}")
+    out["stratified"] = bool(args["stratified"])
+    fraction = args["fraction"]
+    if fraction is not None:
+        if isinstance(fraction, (np.generic, torch.Tensor)) and getattr(fraction, "ndim", 0) == 0:
+            fraction = fraction.item()
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+            raise DataError(
+                f"fraction must be a number in (0, 1), got {type(fraction).__name__} {fraction!r}"
+            )
+        if not (math.isfinite(fraction) and 0.0 < float(fraction) < 1.0):
+            raise DataError(
+                f"fraction must lie in (0, 1), got {fraction}; e.g. fraction=0.1 forgets 10 %"
+            )
+        out["fraction"] = float(fraction)
+    if args["count"] is not None:
+        out["count"] = _whole(args["count"], "count")
+        if out["count"] < 1:
+            raise DataError(
+                f"count must be >= 1, got {out['count']}: the forget set would be empty"
+            )
+    if args["classes"] is not None:
+        cls = _whole_list(args["classes"], "classes", "classes=[3]")
+        out["classes"] = sorted(set(cls))
+    if args["subclasses"] is not None:
+        sub = _whole_list(args["subclasses"], "subclasses", "subclasses=[1]")
+        out["subclasses"] = sorted(set(sub))
+    return out
 
 
 def forget_task(
@@ -262,9 +358,9 @@ def forget_task(
             ``"subclass"`` (``subclasses``: one or more fine classes of a bundle whose splits
             carry fine labels, e.g. CIFAR-100 under its 20 super-classes; the model keeps
             predicting the coarse labels, and the test set splits by fine label).
-        hardness: ``random`` only, the ``hard`` modifier (METRICS.md 0.2): one score per
-            training sample (e.g. :func:`unlearnkit.memorisation.memorisation_scores`); the
-            forget set is then the ``fraction``/``count`` samples with the highest scores
+        hardness: ``random`` only, the ``hard`` modifier (forget the hardest samples): one
+            score per training sample (e.g. :func:`unlearnkit.memorisation.memorisation_scores`);
+            the forget set is then the ``fraction``/``count`` samples with the highest scores
             (per class when ``stratified``; ties by position) instead of a random draw.
         seed: the split seed (``seed_split``); the forget set does not change with training seeds.
 
@@ -273,8 +369,32 @@ def forget_task(
 
     Raises:
         DataError: empty forget set, out-of-range or duplicate indices, the whole training set,
-            a class that does not exist, a fraction outside (0, 1), or a missing indices file.
+            a class that does not exist, a fraction outside (0, 1) or not a number, a count,
+            class or index that is not a whole number, NaN or infinite values, an argument the
+            scenario does not use (e.g. ``classes=`` with ``scenario="random"``), or a missing
+            indices file.
+        ConfigError: a seed that is not a non-negative integer.
     """
+    if not isinstance(bundle, DatasetBundle):
+        raise DataError(
+            f"forget_task needs a dataset bundle (uk.datasets.load(...) or from_arrays(...)), "
+            f"got {type(bundle).__name__}"
+        )
+    args = _check_task_args(
+        scenario,
+        {
+            "fraction": fraction,
+            "count": count,
+            "stratified": stratified,
+            "hardness": hardness,
+            "classes": classes,
+            "indices": indices,
+            "subclasses": subclasses,
+        },
+        seed,
+    )
+    fraction, count, stratified = args["fraction"], args["count"], args["stratified"]
+    seed = int(seed)
     n = len(bundle.train)
     y = bundle.train.y.numpy()
     params: dict[str, Any] = {"seed": seed}
@@ -284,12 +404,10 @@ def forget_task(
         if (fraction is None) == (count is None):
             raise DataError("scenario 'random' needs exactly one of fraction= or count=")
         if fraction is not None:
-            if not 0.0 < float(fraction) < 1.0:
-                raise DataError(f"fraction must lie in (0, 1), got {fraction}")
-            k = int(round(float(fraction) * n))
-            params["fraction"] = float(fraction)
+            k = int(round(fraction * n))
+            params["fraction"] = fraction
         else:
-            k = int(count)  # type: ignore[arg-type]
+            k = count
             params["count"] = k
         if k < 1:
             raise DataError(f"the forget set would be empty ({k} of {n} samples)")
@@ -315,9 +433,9 @@ def forget_task(
             f"hardness= (a hard forget set) applies to scenario 'random', not {scenario!r}"
         )
     elif scenario == "class":
-        if classes is None or len(list(classes)) == 0:
+        if classes is None:
             raise DataError("scenario 'class' needs classes=[...] (one or more class indices)")
-        cls = sorted({int(c) for c in classes})
+        cls = args["classes"]
         missing = [c for c in cls if c < 0 or c >= bundle.num_classes or not (y == c).any()]
         if missing:
             raise DataError(
@@ -346,9 +464,9 @@ def forget_task(
                 "carry; use a bundle with fine labels (e.g. load('cifar100', labels='coarse') or "
                 "load('synthetic', fine_per_class=2)) or scenario 'indices'"
             )
-        if subclasses is None or len(list(subclasses)) == 0:
+        if subclasses is None:
             raise DataError("scenario 'subclass' needs subclasses=[...] (fine class indices)")
-        sub = sorted({int(c) for c in subclasses})
+        sub = args["subclasses"]
         f = fine.numpy()
         missing = [c for c in sub if not (f == c).any()]
         if missing:

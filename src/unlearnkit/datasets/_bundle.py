@@ -73,7 +73,10 @@ class Normalization:
 
 @dataclass
 class Split:
-    """One split of a dataset: model-ready inputs ``x`` (float32) and integer labels ``y``.
+    """One split of a dataset: model-ready inputs ``x`` and integer labels ``y``.
+
+    ``x`` is float32, or int64 for integer (categorical) inputs kept as they are by
+    ``from_arrays(..., keep_dtype=True)``; methods that perturb inputs refuse those.
 
     ``fine`` optionally holds each sample's *fine* label when ``y`` is a coarser label space
     (e.g. CIFAR-100's 100 classes under its 20 super-classes): the ``subclass`` scenario forgets
@@ -152,6 +155,10 @@ class DatasetBundle:
     fine_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        k = self.num_classes
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+            raise DataError(f"{self.name}: num_classes must be an integer >= 2, got {k!r}")
+        self.num_classes = int(k)
         for split_name in ("train", "val", "test"):
             split = getattr(self, split_name)
             if split is None:

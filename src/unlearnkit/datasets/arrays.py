@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +16,25 @@ from ._bundle import DatasetBundle, Normalization, Split
 __all__ = ["from_arrays", "from_npz", "from_torch"]
 
 
-def _as_x(a: Any, what: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
+def _as_x(a: Any, what: str, keep_dtype: bool = False) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        t = a.detach().cpu()
+    else:
+        arr = np.asarray(a)
+        if arr.dtype.kind not in "biuf":
+            raise DataError(
+                f"{what} must hold numbers, got dtype {arr.dtype}; encode text or categories "
+                "as integer codes or floats first"
+            )
+        t = torch.as_tensor(arr)
     if t.dim() < 2:
         raise DataError(
             f"{what} must have shape (n, ...) with at least 2 dimensions, got {tuple(t.shape)}"
         )
-    if not t.is_floating_point():
-        t = t.to(torch.float32)
+    if t.is_complex():
+        raise DataError(f"{what} holds complex numbers; pass real-valued features")
+    if keep_dtype and not t.is_floating_point():
+        return t.to(torch.int64).contiguous()  # integer / categorical codes, kept exact
     t = t.to(torch.float32)
     if not torch.isfinite(t).all():
         raise DataError(f"{what} contains NaN or infinite values; clean the data first")
@@ -52,29 +65,45 @@ def from_arrays(
     image_shape: tuple[int, int, int] | None = None,
     normalization: Normalization | None = None,
     name: str = "mydata",
+    keep_dtype: bool = False,
 ) -> DatasetBundle:
     """Wrap a user's arrays (model-ready inputs and integer labels) as a dataset bundle.
 
     Args:
         x_train, y_train, x_test, y_test: inputs ``(n, ...)`` and labels ``(n,)``.
         x_val, y_val: optional validation split (the only data model selection may read).
-        num_classes: K; inferred as ``max label + 1`` when omitted.
+        num_classes: K, an integer >= 2; inferred as ``max label + 1`` when omitted.
         image_shape: ``(C, H, W)`` when vector inputs are flattened images (NatMU masks).
         normalization: the raw-to-model map, if inputs are normalised.
         name: a name recorded with results.
+        keep_dtype: keep integer (or boolean) inputs as ``int64`` instead of casting them to
+            ``float32``: for categorical codes that the model looks up (e.g. in an
+            ``nn.Embedding``). Methods that add continuous noise to inputs (JiT) refuse such
+            data with a :class:`DataError`. Floating-point inputs are float32 either way.
 
     Raises:
-        DataError: mismatched lengths, non-integer or out-of-range labels, NaN inputs, empty
-            splits, or only one of ``x_val``/``y_val``.
+        DataError: mismatched lengths, non-integer or out-of-range labels, NaN inputs,
+            non-numeric inputs, empty splits, only one of ``x_val``/``y_val``, a
+            ``num_classes`` that is not an integer >= 2 above every label, or a bad
+            ``image_shape``.
     """
     if (x_val is None) != (y_val is None):
         raise DataError("give both x_val and y_val, or neither")
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+    ):
+        raise DataError(
+            f"num_classes must be an integer, got {type(num_classes).__name__} {num_classes!r}; "
+            "pass e.g. num_classes=3, or leave it out to infer it from the labels"
+        )
+    if not isinstance(keep_dtype, (bool, np.bool_)):
+        raise DataError(f"keep_dtype must be True or False, got {keep_dtype!r}")
     splits = {"train": (x_train, y_train), "test": (x_test, y_test)}
     if x_val is not None:
         splits["val"] = (x_val, y_val)
     made: dict[str, Split] = {}
     for key, (xa, ya) in splits.items():
-        x, y = _as_x(xa, f"x_{key}"), _as_y(ya, f"y_{key}")
+        x, y = _as_x(xa, f"x_{key}", bool(keep_dtype)), _as_y(ya, f"y_{key}")
         if x.shape[0] != y.shape[0]:
             raise DataError(f"x_{key} has {x.shape[0]} rows but y_{key} has {y.shape[0]} labels")
         if x.shape[0] == 0:
@@ -88,10 +117,20 @@ def from_arrays(
         num_classes = max_label + 1
     if num_classes < 2:
         raise DataError(f"need at least 2 classes, got {num_classes}")
+    if num_classes <= max_label:
+        raise DataError(
+            f"the labels go up to {max_label} but num_classes={num_classes}; labels must lie in "
+            f"0..num_classes-1: raise num_classes or fix the labels"
+        )
     input_shape = shapes.pop()
     if image_shape is not None:
+        if isinstance(image_shape, (str, bytes)) or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+            for v in image_shape
+        ):
+            raise DataError(f"image_shape must be (C, H, W) positive integers, got {image_shape!r}")
         image_shape = tuple(int(v) for v in image_shape)  # type: ignore[assignment]
-        if len(image_shape) != 3 or int(np.prod(image_shape)) != int(np.prod(input_shape)):
+        if len(image_shape) != 3 or math.prod(image_shape) != math.prod(input_shape):
             raise DataError(
                 f"image_shape {image_shape} must be (C, H, W) with as many values as an input "
                 f"of shape {input_shape}"
@@ -111,7 +150,7 @@ def from_arrays(
     )
 
 
-def _materialise(ds: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _materialise(ds: Any, what: str, keep_dtype: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         n = len(ds)
     except TypeError as exc:
@@ -125,7 +164,8 @@ def _materialise(ds: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
             raise DataError(
                 f"{what}[{i}] must be an (input, label) pair, got {type(item).__name__}"
             )
-        xs.append(torch.as_tensor(item[0], dtype=torch.float32))
+        x = torch.as_tensor(item[0])
+        xs.append(x if keep_dtype and not x.is_floating_point() else x.to(torch.float32))
         ys.append(int(item[1]))
     return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
 
@@ -139,17 +179,19 @@ def from_torch(
     image_shape: tuple[int, int, int] | None = None,
     normalization: Normalization | None = None,
     name: str = "torch_dataset",
+    keep_dtype: bool = False,
 ) -> DatasetBundle:
     """Wrap map-style torch ``Dataset`` objects that yield ``(input, label)`` pairs.
 
     Items are read once, in index order, and kept in memory as tensors (the evaluation transform
-    of the dataset is what gets stored).
+    of the dataset is what gets stored). ``keep_dtype`` is as in :func:`from_arrays`.
     """
-    x_tr, y_tr = _materialise(train_ds, "train_ds")
-    x_te, y_te = _materialise(test_ds, "test_ds")
+    keep = bool(keep_dtype)
+    x_tr, y_tr = _materialise(train_ds, "train_ds", keep)
+    x_te, y_te = _materialise(test_ds, "test_ds", keep)
     x_va = y_va = None
     if val_ds is not None:
-        x_va, y_va = _materialise(val_ds, "val_ds")
+        x_va, y_va = _materialise(val_ds, "val_ds", keep)
     return from_arrays(
         x_tr,
         y_tr,
@@ -161,6 +203,7 @@ def from_torch(
         image_shape=image_shape,
         normalization=normalization,
         name=name,
+        keep_dtype=keep_dtype,
     )
 
 

@@ -16,10 +16,11 @@ what guarantees the files.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -27,10 +28,23 @@ from ..errors import DataError
 from ._bundle import DatasetBundle
 from ._download import assemble_bundle, check_split_args, download_file, md5sum, resolve_root
 
-__all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "load_fashion_mnist", "load_mnist", "read_idx"]
+__all__ = [
+    "IMAGES_MAGIC",
+    "LABELS_MAGIC",
+    "MAX_IDX_BYTES",
+    "load_fashion_mnist",
+    "load_mnist",
+    "read_idx",
+]
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (n, rows, cols)
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (n,)
+
+#: The largest data size :func:`read_idx` accepts from a header by default (1 GiB).
+MAX_IDX_BYTES = 1 << 30
+# The official files' largest: 60,000 images of 28x28 bytes (47,040,000); the loaders allow
+# some room for same-format variants and refuse anything larger before inflating it.
+_LOADER_MAX_BYTES = 64 << 20
 
 # IDX type code -> big-endian NumPy dtype
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -93,66 +107,125 @@ _FAMILIES = {
 }
 
 
-def read_idx(path: str | Path, *, magic: int | None = None) -> np.ndarray:
+def read_idx(
+    path: str | Path, *, magic: int | None = None, max_bytes: int | None = MAX_IDX_BYTES
+) -> np.ndarray:
     """Read one IDX file (plain, or gzip-compressed when the name ends in ``.gz``).
 
     The IDX format is a 4-byte big-endian magic number (two zero bytes, a type code, the number
     of dimensions), one big-endian uint32 size per dimension, then the values in C order.
 
+    The header is read first (streamed, for ``.gz``) and the size it declares is computed
+    exactly (Python integers: no overflow) and checked before any data are read or
+    decompressed: it must not exceed ``max_bytes``, a plain file must hold exactly that many
+    bytes, and a ``.gz`` file is inflated only up to that size plus one byte (to detect
+    trailing data). A small compressed file that would inflate to far more than its header
+    declares is therefore never inflated in full.
+
     Args:
         path: the file.
         magic: the expected magic number, e.g. :data:`IMAGES_MAGIC` (``0x00000803``) or
             :data:`LABELS_MAGIC` (``0x00000801``); ``None`` accepts any valid IDX header.
+        max_bytes: the largest data size a header may declare (default :data:`MAX_IDX_BYTES`,
+            1 GiB); ``None`` for no bound beyond the file's own size.
 
     Returns:
         An array of the header's shape and type (native byte order).
 
     Raises:
         DataError: the file cannot be read or decompressed, has a bad or unexpected magic
-            number, or holds fewer or more bytes than its header promises. The message names
-            the file.
+            number, declares more data than ``max_bytes``, or holds fewer or more bytes than
+            its header promises. The message names the file.
     """
     path = Path(path)
     fix = "delete it and download it again (download=True), or replace it with the official file"
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as f:
-                data = f.read()
-        else:
-            data = path.read_bytes()
+                return _read_idx_stream(f, path, magic, max_bytes, None, fix)
+        with path.open("rb") as f:
+            return _read_idx_stream(f, path, magic, max_bytes, path.stat().st_size, fix)
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise DataError(
-            f"cannot read {path}: {exc}; the file is corrupt or truncated; {fix}"
+            f"cannot read {path}: {_one_line(exc)}; the file is corrupt or truncated; {fix}"
         ) from exc
-    if len(data) < 4:
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _read_exact(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes (fewer only at the end of the stream)."""
+    chunks, left = [], n
+    while left > 0:
+        chunk = f.read(min(left, 1 << 24))  # bounded reads: a huge size allocates nothing
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_idx_stream(
+    f: BinaryIO,
+    path: Path,
+    magic: int | None,
+    max_bytes: int | None,
+    file_size: int | None,
+    fix: str,
+) -> np.ndarray:
+    head = _read_exact(f, 4)
+    if len(head) < 4:
         raise DataError(
-            f"{path} is truncated: {len(data)} bytes, too short for an IDX header; {fix}"
+            f"{path} is truncated: {len(head)} bytes, too short for an IDX header; {fix}"
         )
-    found = int.from_bytes(data[:4], "big")
-    type_code, ndim = data[2], data[3]
+    found = int.from_bytes(head, "big")
+    type_code, ndim = head[2], head[3]
     if magic is not None and found != magic:
         raise DataError(
             f"{path} has the magic number 0x{found:08x}, expected 0x{magic:08x}; it is corrupt "
             f"or not the right IDX file; {fix}"
         )
-    if data[0] != 0 or data[1] != 0 or type_code not in _IDX_TYPES or ndim == 0:
+    if head[0] != 0 or head[1] != 0 or type_code not in _IDX_TYPES or ndim == 0:
         raise DataError(f"{path} has the magic number 0x{found:08x}: not an IDX file; {fix}")
     header = 4 + 4 * ndim
-    if len(data) < header:
+    dims = _read_exact(f, 4 * ndim)
+    if len(dims) < 4 * ndim:
         raise DataError(
-            f"{path} is truncated: {len(data)} bytes, fewer than its {header}-byte header; {fix}"
+            f"{path} is truncated: {4 + len(dims)} bytes, fewer than its {header}-byte "
+            f"header; {fix}"
         )
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_TYPES[type_code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    actual = len(data) - header
-    if actual != expected:
+    count = math.prod(shape)  # Python ints: exact, however large the sizes
+    expected = count * dtype.itemsize
+    if max_bytes is not None and expected > max_bytes:
+        raise DataError(
+            f"{path} declares shape {shape}, {expected} bytes of data, more than the "
+            f"{max_bytes} bytes allowed (max_bytes=); it is corrupt or not an IDX file of this "
+            f"dataset; {fix}"
+        )
+    if file_size is not None and file_size - header != expected:
+        actual = file_size - header
         problem = "is truncated" if actual < expected else "has trailing bytes"
         raise DataError(
             f"{path} {problem}: its header promises {expected} bytes of data for shape "
             f"{shape}, the file holds {actual}; {fix}"
         )
-    arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=header)
+    data = _read_exact(f, expected)
+    if len(data) < expected:
+        raise DataError(
+            f"{path} is truncated: its header promises {expected} bytes of data for shape "
+            f"{shape}, the file holds {len(data)}; {fix}"
+        )
+    if f.read(1):  # one byte more is enough to know; the rest is never inflated
+        raise DataError(
+            f"{path} has trailing bytes: its header promises {expected} bytes of data for "
+            f"shape {shape}, the file holds more; {fix}"
+        )
+    arr = np.frombuffer(data, dtype=dtype, count=count)
     return arr.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
@@ -209,8 +282,8 @@ def _check_not_other_family(family: _Family, files: dict[str, Path]) -> None:
 
 
 def _read_split(images: Path, labels: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    x = read_idx(images, magic=IMAGES_MAGIC)
-    y = read_idx(labels, magic=LABELS_MAGIC)
+    x = read_idx(images, magic=IMAGES_MAGIC, max_bytes=_LOADER_MAX_BYTES)
+    y = read_idx(labels, magic=LABELS_MAGIC, max_bytes=_LOADER_MAX_BYTES)
     if x.shape[0] != y.shape[0]:
         raise DataError(
             f"{images} holds {x.shape[0]} images but {labels} holds {y.shape[0]} labels; "

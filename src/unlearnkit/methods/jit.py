@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from ..checks import require_continuous_inputs
 from ..data import DataViews
 from ..errors import ConfigError, DataError
 from ..optim import OptimizerSpec
@@ -220,6 +221,11 @@ class LipschitzTerms(NamedTuple):
     n_degenerate: int
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 def sample_noise(
     x: torch.Tensor, sigma: float, n: int, generator: torch.Generator
 ) -> list[torch.Tensor]:
@@ -227,7 +233,11 @@ def sample_noise(
 
     The draws are made on the generator's device (CPU for the run context's generator) and moved,
     so a run is reproducible across devices.
+
+    Raises:
+        DataError: ``x`` holds integers (categorical codes): Gaussian noise needs real inputs.
     """
+    require_continuous_inputs(x, "JiT")
     gen_device = generator.device
     return [
         (sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=gen_device)).to(
@@ -287,7 +297,14 @@ def lipschitz_terms(
             x_tilde = torch.clamp(x_tilde, bounds[0], bounds[1])
         x_tilde = x_tilde.detach()
         with torch.no_grad():
-            out_tilde = model(x_tilde).flatten(1)
+            try:
+                out_tilde = model(x_tilde).flatten(1)
+            except IndexError as exc:  # an embedding looked up a perturbed (non-code) input
+                raise DataError(
+                    f"the model failed on noise-perturbed inputs ({_first_line(exc)}); JiT "
+                    "needs continuous inputs, and these look like categorical codes: use a "
+                    "method that does not perturb inputs, or one-hot encode the features"
+                ) from exc
         num = torch.linalg.vector_norm(out - out_tilde, dim=1)
         diff = xi if denominator == "noise" else x_flat.detach() - x_tilde.flatten(1)
         den = torch.linalg.vector_norm(diff.flatten(1), dim=1)
@@ -457,6 +474,14 @@ def jit(model: nn.Module, data: DataViews, config: JiTConfig, *, ctx: RunContext
         * ``safety_guard=True`` (off by default) reads ``D_val`` after every update (see
           :class:`_SafetyGuard`); the run's access is then ``forget_only+val`` and tables
           report it so. Without it JiT never reads anything but the label-free ``D_f``.
+        * Inputs must be continuous. The Lipschitz ratio compares outputs at ``x`` and at
+          ``x + xi`` with Gaussian ``xi``; for integer or categorical features (kept as int64
+          by ``from_arrays(..., keep_dtype=True)``) ``x + xi`` is not a valid input and the
+          distance between category codes means nothing, so JiT refuses them with a
+          :class:`DataError` before any update rather than run a variant (rounding the
+          perturbed codes would measure an arbitrary code order). Categorical codes cast to
+          float that crash a lookup (``IndexError``) on a perturbed input also end in that
+          error. One-hot encoded features are floats and work.
 
     Diagnostics in ``info``: ``jit_loss`` (per update), ``jit_mean_ratio``,
     ``jit_degenerate_ratios``, ``jit_options`` (the resolved options) and, with the guard,
@@ -464,11 +489,12 @@ def jit(model: nn.Module, data: DataViews, config: JiTConfig, *, ctx: RunContext
 
     Raises:
         ConfigError: ``clamp="pixel_range"`` on a dataset without normalization metadata.
-        DataError: an empty forget set.
+        DataError: an empty forget set, or integer (categorical) inputs.
     """
     forget = data.forget
     if forget is None or len(forget) == 0:
         raise DataError("JiT needs a non-empty forget set")
+    require_continuous_inputs(forget.x, "JiT")  # before any update
     loader = forget.loader(
         config.batch_size, shuffle=config.shuffle, generator=ctx.generator, device=ctx.device
     )

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import check_device, check_model, check_seed
+from ..errors import ConfigError
 from ..tasks import ForgetTask
 from .functional.accuracy import accuracy_metrics, accuracy_on_classes, neighbour_classes
 from .functional.distances import output_distances
@@ -122,7 +124,33 @@ def model_signals(
     """Run ``model`` once over each split of ``task`` (eval mode, no grad, in order).
 
     ``retain_eval_cap`` evaluates a fixed, seeded subsample of ``D_r`` on large sets.
+
+    Raises:
+        ConfigError: a model that does not fit the task (one probe forward checks its output
+            is one ``(batch, K)`` tensor), an unavailable device, or a bad seed.
     """
+    _check_task(task)
+    check_seed(seed)
+    check_model(model, task, device)
+    return _signals(model, task, device=device, retain_eval_cap=retain_eval_cap, seed=seed)
+
+
+def _check_task(task: Any) -> None:
+    if not isinstance(task, ForgetTask):
+        raise ConfigError(
+            f"task must come from unlearnkit.forget_task(...), got {type(task).__name__}"
+        )
+
+
+def _signals(
+    model: nn.Module,
+    task: ForgetTask,
+    *,
+    device: torch.device | str | None = None,
+    retain_eval_cap: int | None = None,
+    seed: int = 0,
+) -> ModelSignals:
+    """:func:`model_signals` without the front-door checks (the caller made them)."""
     retain = task.retain if task.retain is not None else None
     if retain is not None and retain_eval_cap is not None and len(retain) > retain_eval_cap:
         pos = np.sort(np.random.default_rng(seed).choice(len(retain), retain_eval_cap, False))
@@ -269,9 +297,24 @@ def evaluate(
         >>> report = uk.evaluate(new, task, reference=retrained)
         >>> report["avg_gap_salun"]
     """
-    from ..errors import ConfigError
     from ..models import reinit_factory
 
+    _check_task(task)
+    check_device(device)
+    for name, value in (
+        ("zrf_teacher_seed", zrf_teacher_seed),
+        ("seed_attack", seed_attack),
+        ("relearn_seed", relearn_seed),
+    ):
+        check_seed(value, name)
+    for name, m in (
+        ("model", model),
+        ("reference", reference),
+        ("reference_prime", reference_prime),
+        ("original", original),
+    ):
+        if m is not None:
+            check_model(m, task, what=name)
     if relearn:
         if original is None:
             raise ConfigError("relearn=True needs the original model: pass original=")
@@ -296,10 +339,11 @@ def evaluate(
             model_factory = None
     if model_factory is not None:
         teacher = model_factory(zrf_teacher_seed)
-        teacher_sig = model_signals(teacher, task, device=device)
-    sig_u = model_signals(model, task, device=device)
+        check_model(teacher, task, what="the ZRF teacher from model_factory")
+        teacher_sig = _signals(teacher, task, device=device)
+    sig_u = _signals(model, task, device=device)
     m_u = tier_a(sig_u, teacher=teacher_sig, seed_attack=seed_attack)
-    sig_o = model_signals(original, task, device=device) if original is not None else None
+    sig_o = _signals(original, task, device=device) if original is not None else None
     if sig_o is not None:
         m_u.update(collateral(sig_u, sig_o))
     if rte_seconds is not None:
@@ -308,7 +352,7 @@ def evaluate(
         m_u.update(relearn_keys(model))
     if reference is None:
         return m_u
-    sig_r = model_signals(reference, task, device=device)
+    sig_r = _signals(reference, task, device=device)
     m_r = tier_a(sig_r, teacher=teacher_sig, seed_attack=seed_attack)
     if reference_rte_seconds is not None:
         m_r["rte_seconds"] = float(reference_rte_seconds)
@@ -322,7 +366,7 @@ def evaluate(
         out.update(anamnesis_index(model, reference, original, task.forget, seed=relearn_seed))
     out.update({f"ref_{k}": v for k, v in m_r.items()})
     if reference_prime is not None:
-        sig_r2 = model_signals(reference_prime, task, device=device)
+        sig_r2 = _signals(reference_prime, task, device=device)
         m_r2 = tier_a(sig_r2, teacher=teacher_sig, seed_attack=seed_attack)
         out.update(noise_floor(m_r2, m_r))
         fb = tier_b(m_r2, m_r, sig_r2, sig_r)

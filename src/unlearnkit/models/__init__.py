@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from ..checks import check_seed
 from ..errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +37,7 @@ class MLP(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int, hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
+        hidden = _positive_ints(hidden, "mlp hidden sizes", "hidden=(256, 256)")
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for h in hidden:
@@ -52,6 +55,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, image_shape: tuple[int, int, int], num_classes: int, width: int = 16):
         super().__init__()
+        (width,) = _positive_ints((width,), "cnn_small width", "width=16")
         c, h, w = image_shape
         self.image_shape = tuple(image_shape)
         self.features = nn.Sequential(
@@ -68,6 +72,22 @@ class SmallCNN(nn.Module):
         if x.dim() == 2:  # flattened images
             x = x.view(x.shape[0], *self.image_shape)
         return self.head(self.features(x))
+
+
+def _positive_ints(values: Any, what: str, example: str) -> tuple[int, ...]:
+    """``values`` as a tuple of positive ints, or a ConfigError naming ``what``."""
+    if isinstance(values, numbers.Integral) and not isinstance(values, bool):
+        values = (values,)  # one hidden layer given as a bare width
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ConfigError(f"{what} must be positive integers, e.g. {example}, got {values!r}")
+    values = tuple(values)
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Integral)]
+    bad += [v for v in values if v not in bad and int(v) < 1]
+    if bad:
+        raise ConfigError(
+            f"{what} must be positive integers, e.g. {example}, got {list(values)} (bad: {bad[:3]})"
+        )
+    return tuple(int(v) for v in values)
 
 
 def _build_mlp(input_shape: tuple[int, ...], num_classes: int, image_shape: Any, **kw: Any):
@@ -107,16 +127,23 @@ def build(
     Initialisation is seeded without disturbing the global RNG (``seed=None`` uses it).
 
     Raises:
-        ConfigError: unknown architecture, or missing shapes.
+        ConfigError: unknown architecture, missing shapes, sizes that are not positive
+            integers (``hidden=[-4]``, ``num_classes="3"``), or a seed that is not an integer.
     """
-    if name not in _ARCHS:
+    if not isinstance(name, str) or name not in _ARCHS:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(available())}")
+    if seed is not None:
+        seed = check_seed(seed)
     if bundle is not None:
         input_shape = input_shape or bundle.input_shape
         num_classes = num_classes or bundle.num_classes
         image_shape = image_shape or bundle.image_shape
     if input_shape is None or num_classes is None:
         raise ConfigError("build() needs a bundle, or input_shape= and num_classes=")
+    input_shape = _positive_ints(input_shape, "input_shape", "input_shape=(1, 28, 28)")
+    (num_classes,) = _positive_ints((num_classes,), "num_classes", "num_classes=10")
+    if num_classes < 2:
+        raise ConfigError(f"num_classes must be >= 2 for a classifier, got {num_classes}")
     try:
         if seed is None:
             return _ARCHS[name](tuple(input_shape), int(num_classes), image_shape, **kwargs)
