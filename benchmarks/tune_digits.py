@@ -88,7 +88,9 @@ def request_of(spec, method, sc, trials, seeds, seed) -> dict[str, Any]:
         "preset": preset,
         "base": base,
         # trial 0 as it runs: a preset whose values changed makes this another search
-        "resolved": uk.get_method(method).make_config(base, preset=preset).to_dict(),
+        "resolved": uk.get_method(method)
+        .make_config(base, preset=preset, scenario=sc.scenario)
+        .to_dict(),
         "space": {k: str(v) for k, v in space.items()},
         "source": source,
     }

@@ -787,7 +787,9 @@ class _Audit:
         )
 
     def _put(self, control: bool, key: str, metrics: dict, record: dict) -> None:
-        self.store.put(self._row(control, key, metrics, record), identity=self._identity(control)[1])
+        self.store.put(
+            self._row(control, key, metrics, record), identity=self._identity(control)[1]
+        )
 
     def _find(self, key: str) -> CellRow | None:
         if not self.store.has(key):
