@@ -286,6 +286,18 @@ _SCENARIO_ARGS = {
 }
 
 
+def check_task_args(scenario: Any, seed: Any = 0, **kwargs: Any) -> dict[str, Any]:
+    """Validate ``forget_task`` arguments without a dataset (what a spec can check at load
+    time); returns them normalised. Raises DataError like :func:`forget_task`."""
+    args = dict.fromkeys(_SCENARIO_ARGS)
+    args["stratified"] = False
+    unknown = set(kwargs) - set(args)
+    if unknown:
+        raise DataError(f"unknown forget-task argument(s) {sorted(unknown)}")
+    args.update(kwargs)
+    return _check_task_args(scenario, args, seed)
+
+
 def _check_task_args(scenario: Any, args: dict[str, Any], seed: Any) -> dict[str, Any]:
     """Validate forget_task's arguments (types, whole numbers, finiteness, ranges that do not
     depend on the data) and return them normalised: ints, floats, sorted unique classes.

@@ -12,6 +12,7 @@ import yaml
 from ..errors import ConfigError, DataError
 from ..methods import get_method, list_methods
 from ..methods.base import build_dataclass
+from ..tasks import check_task_args
 from ..training import TrainRecipe
 
 __all__ = [
@@ -46,6 +47,13 @@ class ScenarioSpec:
     hard_models: int = 32
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"a scenario needs a name (a non-empty string), got {self.name!r}")
+        kw = self.task_kwargs()
+        try:
+            check_task_args(kw.pop("scenario"), **kw)
+        except (DataError, ConfigError) as exc:
+            raise ConfigError(f"scenario {self.name!r}: {exc}") from None
         if not isinstance(self.hard, bool):
             raise ConfigError(f"scenario {self.name!r}: hard must be true or false")
         if self.hard and self.scenario != "random":

@@ -80,6 +80,10 @@ def load(name: str, **kwargs: Any) -> DatasetBundle:
     except KeyError:
         # registration order: the built-in data first, then the public datasets
         raise DataError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}") from None
+    if "seed" in kwargs:
+        from ..checks import check_seed
+
+        check_seed(kwargs["seed"])
     try:
         return loader(**kwargs)
     except TypeError as exc:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import require_continuous_inputs
 from ..data import DataViews
 from ..errors import ConfigError, DataError
 from ..optim import OptimizerSpec
@@ -154,6 +155,7 @@ def boundary_shrink(
           step is taken in model-input units with no clipping and no rounding.
     """
     forget = data.forget
+    require_continuous_inputs(forget.x, "boundary_shrink")  # it steps along input gradients
     if forget.y is None:
         raise DataError("boundary_shrink needs forget labels for its attack; pass a labelled D_f")
     teacher = ctx.teacher(model)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import require_continuous_inputs
 from ..data import DataViews
 from ..errors import AccessError, ConfigError, DataError
 from ..optim import OptimizerSpec, SchedulerSpec
@@ -315,6 +316,7 @@ def natmu(model: nn.Module, data: DataViews, config: NatMUConfig, *, ctx: RunCon
             forget sample may blend with (raised before any update).
     """
     forget, retain = data.forget, data.retain
+    require_continuous_inputs(forget.x, "natmu")  # it blends forget and retain inputs
     if retain is None or forget is None:
         raise AccessError("natmu needs both the forget and the retain set (forget_and_retain)")
     if retain.y is None:
