@@ -44,10 +44,16 @@ RELABELLING = ("random_labels", "salun")
 
 
 def _per_seed(store: ResultStore, kinds=("method", "retrain_prime", "original")):
-    """{scenario: {method: {seed: metrics}}} for method rows (and the reference rows)."""
+    """{scenario: {method: {seed: metrics}}} for method rows (and the reference rows).
+
+    A method's row is the one labelled with its registry name: a variant a spec gives its own
+    label (another config of the same method) is a different row, never merged into it.
+    """
     out: dict[str, dict[str, dict[int, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
     for row in store.rows():
         if row.kind in kinds:
+            if row.kind == "method" and row.label != row.method:
+                continue
             name = row.method if row.kind == "method" else row.kind
             out[row.scenario][name][row.seed] = row.metrics
     return out

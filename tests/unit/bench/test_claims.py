@@ -156,3 +156,15 @@ def test_memorisation_margin_against_the_floor(store) -> None:
 def test_aggregate_orders_reference_rows_first(store) -> None:
     labels = [r["label"] for r in aggregate(store)]
     assert labels[:3] == ["Original", "Retrain", "Retrain′"]
+
+
+def test_a_labelled_variant_of_a_method_never_stands_in_for_it(store):
+    """A spec may run another config of a method under its own label: the claims read the
+    method's own row, and the variant stays a row of its own in the tables."""
+    before = claims(store)
+    for seed in range(3):
+        _put(store, "method", "ugradsl", seed, label="ugradsl-lr1", avg_gap_salun=0.9)
+    assert claims(store) == before
+    labels = {r["label"]: r for r in aggregate(store)}
+    assert labels["ugradsl-lr1"]["n"] == 3 and labels["ugradsl"]["n"] == 3
+    assert labels["ugradsl"]["metrics"]["avg_gap_salun"]["mean"] == pytest.approx(0.011)
