@@ -36,7 +36,9 @@ LABEL_RULES = ("uniform", "retain_image")
 
 @dataclass(frozen=True)
 class RandomLabelsConfig(BaseConfig):
-    """Random Labels: the SalUn RL preset (uniform over all K, mixed, SGD lr 0.01, 10 epochs)."""
+    """Random Labels: the SalUn RL baseline on CIFAR-10 (uniform over all K, sequential: every
+    forget batch then every retain batch each epoch, SGD lr 0.01, 10 epochs). The reference runs
+    its CIFAR-100 / Tiny-ImageNet path ``mixed`` (preset ``salun_rl_cifar100``)."""
 
     epochs: int = 10
     batch_size: int = 256
@@ -56,7 +58,7 @@ class RandomLabelsConfig(BaseConfig):
         },
     )
     schedule: str = field(
-        default="mixed",
+        default="sequential",
         metadata={
             "help": "mixed: shuffle relabelled D_f into D_r, new labels every epoch; "
             "sequential: all forget batches then all retain batches, new labels every epoch; "
@@ -280,6 +282,7 @@ _AMNESIAC = {"exclude_true_label": True, "schedule": "fixed_labels", "augment": 
     access=AccessSpec(level="forget_and_retain"),
     presets={
         "salun_rl": {},
+        "salun_rl_cifar100": {"schedule": "mixed"},
         "amnesiac_ssd": {
             **_AMNESIAC,
             "optimizer": {"name": "adam", "lr": 1e-4, "weight_decay": 0.0},
