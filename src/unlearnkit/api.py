@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import check_run_inputs
 from .data import DataViews
 from .errors import AccessError, ConfigError
 from .methods import BaseConfig, MethodResult, RunContext, get_method
@@ -36,7 +37,9 @@ class UnlearnOutcome:
         access: the access level of the run (``+val`` when it also read D_val).
         seed: the unlearning seed.
         rte_seconds: wall-clock time of the method call alone (no evaluation).
-        diverged: the run hit a non-finite loss or weights; the last finite state was kept.
+        diverged: the run hit a non-finite loss, weights or outputs; the model is the last
+            state with finite outputs (``info["rollback"]``: ``"step N"`` or ``"input model"``,
+            ``info["diverged_reason"]``: why).
         steps: optimizer updates made through the guard.
         info: the method's diagnostics.
     """
@@ -158,6 +161,7 @@ def run_unlearning(
         raise ConfigError(f"model must be a torch nn.Module, got {type(model).__name__}")
     if not isinstance(task, ForgetTask):
         raise ConfigError("task must come from unlearnkit.forget_task(...)")
+    check_run_inputs(model, task, device=device, seed=seed)  # one line per mistake, up front
     spec = get_method(method)
     cfg = spec.make_config(config, preset=preset, scenario=task.scenario)
     access = spec.access_for(cfg)
@@ -209,17 +213,17 @@ def run_unlearning(
         for name, p in work.named_parameters():
             if name in grad_flags:
                 p.requires_grad_(grad_flags[name])
-    info = dict(ctx.info)
+    extra: dict[str, Any] = {}
     if isinstance(out, MethodResult):
-        info.update(out.info)
-        out = out.model
+        extra, out = out.info, out.model
     if not isinstance(out, nn.Module):
         raise TypeError(f"method {spec.name!r} returned {type(out).__name__}, not an nn.Module")
-    if not all(bool(torch.isfinite(p).all()) for p in out.parameters()):
-        if out is work:
-            ctx.diverge("non-finite weights at the end of the run")
-        else:
-            raise ConfigError(f"method {spec.name!r} produced non-finite weights")
+    if not ctx.outputs_finite(out):
+        # Whatever the method returned, the result gives finite outputs: the last good state
+        # of the working copy, else the input model.
+        ctx.diverge("non-finite outputs on the probe batch at the end of the run")
+        out = work
+    info = {**ctx.info, **extra}
     out.eval()
     return UnlearnOutcome(
         model=out,
@@ -255,8 +259,9 @@ def unlearn(
 
     The input model is copied (unless ``inplace=True``) and never modified; everything random is
     seeded from ``seed`` (the caller's global RNG is left untouched); the method sees only the
-    data its access level grants; a non-finite loss or weights stop the run and the last finite
-    state is returned (logged as a warning; :func:`run_unlearning` returns the full record).
+    data its access level grants; a non-finite loss, weights or outputs stop the run, and the
+    last state with finite outputs (else the input model) is returned (logged as a warning;
+    :func:`run_unlearning` returns the full record).
 
     Args:
         model: the trained model theta_o (any ``nn.Module`` classifier).

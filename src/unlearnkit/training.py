@@ -20,10 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_model, check_seed
 from .data import BatchLoader, DataView
 from .datasets import Split
 from .errors import ConfigError, DataError
-from .optim import OptimizerSpec, SchedulerSpec, build_optimizer, build_scheduler
+from .optim import (
+    OptimizerSpec,
+    SchedulerSpec,
+    build_optimizer,
+    build_scheduler,
+    check_fields,
+)
 
 __all__ = ["TrainRecipe", "TrainingDiverged", "train"]
 
@@ -65,6 +72,7 @@ class TrainRecipe:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self, "recipe.")
         if self.epochs < 0:
             raise ConfigError(f"recipe epochs must be >= 0, got {self.epochs}")
         if self.batch_size < 1:
@@ -135,11 +143,16 @@ def train(
 
     Raises:
         DataError: no labels or empty data.
+        ConfigError: a seed that is not a non-negative integer, an unavailable device, or a
+            model that does not fit the data (see :func:`unlearnkit.checks.check_model`).
         TrainingDiverged: the loss became non-finite.
     """
     recipe = recipe or TrainRecipe()
-    seed = seed if seed is not None else (recipe.seed if recipe.seed is not None else 0)
+    if not isinstance(recipe, TrainRecipe):
+        raise ConfigError(f"recipe must be a TrainRecipe(...), got {type(recipe).__name__}")
+    seed = check_seed(seed if seed is not None else (recipe.seed or 0))
     x, y, aug = _as_tensors(data)
+    check_model(model, (x, y), device)  # shape, width and device, before any update
     if device is not None:
         model.to(device)
     dev = next(model.parameters()).device

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,7 +98,13 @@ class MethodSpec:
                 )
             values.update(self.presets[preset])
         values.update(config or {})
-        return self.config_cls.from_dict(values)
+        try:
+            return self.config_cls.from_dict(values)
+        except ConfigError as exc:  # name the method: "finetune.lr must be ..."
+            msg = str(exc)
+            if msg.startswith(f"{self.name}."):
+                raise
+            raise ConfigError(f"{self.name}.{msg}" if _names_a_field(msg) else msg) from None
 
     def describe(self) -> dict[str, Any]:
         doc = inspect.getdoc(self.fn) or ""
@@ -118,6 +125,11 @@ class MethodSpec:
 
 _REGISTRY: dict[str, MethodSpec] = {}
 _ALIASES: dict[str, str] = {}
+
+
+def _names_a_field(msg: str) -> bool:
+    """Whether a config error starts with the field it is about (``lr must be ...``)."""
+    return re.match(r"[A-Za-z_][\w.]* (must|is|has|cannot|should) ", msg) is not None
 
 
 def register_method(

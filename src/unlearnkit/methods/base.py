@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..optim import OptimizerSpec, SchedulerSpec
+from ..optim import OptimizerSpec, SchedulerSpec, check_field_values, check_fields
 
 __all__ = [
     "ACCESS_LEVELS",
@@ -38,6 +38,8 @@ __all__ = [
     "frozen_copy",
     "int_range",
     "loguniform",
+    "outputs_finite",
+    "probe_inputs",
     "uniform",
 ]
 
@@ -47,7 +49,7 @@ AccessLevel = Literal["forget_only", "forget_and_retain", "full_train"]
 
 @dataclass(frozen=True)
 class AccessSpec:
-    """What data a method may read (METHODS.md section 0.3); the front door enforces it."""
+    """What data a method may read; the front door enforces it."""
 
     level: AccessLevel
     uses_forget: bool = True
@@ -77,7 +79,7 @@ class AccessSpec:
 
 
 # ---------------------------------------------------------------------------------------------
-# Search spaces (METHODS.md section 0.7)
+# Search spaces
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,9 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
                 return _coerce(value, arg, name)
             except ConfigError as exc:
                 errors.append(str(exc))
+        if len(errors) == 1 and ", got " in errors[0]:  # ``X | None``: X's own message
+            head, tail = errors[0].rsplit(", got ", 1)
+            raise ConfigError(f"{head} or null, got {tail}")
         raise ConfigError(f"{name}: {value!r} is not a valid {_type_name(hint)}")
     if origin is Literal:
         if value in args:
@@ -234,6 +239,7 @@ def _build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any
                 f"(valid keys: {', '.join(names)})"
             )
         kwargs[key] = _coerce(val, hints[key], prefix + key)
+    check_field_values(cls, kwargs, prefix)
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -244,7 +250,7 @@ def _build_dataclass(cls: type, values: dict[str, Any], prefix: str = "") -> Any
 
 @dataclass(frozen=True)
 class BaseConfig:
-    """Fields shared by every method config (METHODS.md section 0.5).
+    """Fields shared by every method config.
 
     Subclasses are frozen dataclasses that add their own fields and validate them in
     ``__post_init__`` (calling ``super().__post_init__()``).
@@ -260,6 +266,7 @@ class BaseConfig:
     max_steps: int | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 0:
@@ -377,6 +384,76 @@ def _device_of(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+def _copy_state(model: nn.Module, into: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copy ``model``'s state into the buffers of ``into`` (re-allocated where shapes differ)."""
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            buf = into.get(name)
+            if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
+                into[name] = t.detach().clone()
+            else:
+                buf.copy_(t)
+    return into
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            saved = state.get(name)
+            if saved is not None and saved.shape == t.shape:
+                t.copy_(saved)
+
+
+# Outputs count as finite below this magnitude: a state whose logits sit near the float32
+# limit (3.4e38) on the probe overflows on other inputs, so keep eight orders of headroom.
+OUTPUT_LIMIT = 1e30
+
+
+def _all_finite(out: Any) -> bool:
+    if isinstance(out, torch.Tensor):
+        return not out.is_floating_point() or bool((out.abs() <= OUTPUT_LIMIT).all())
+    if isinstance(out, (tuple, list)):
+        return all(_all_finite(o) for o in out)
+    if isinstance(out, dict):
+        return all(_all_finite(o) for o in out.values())
+    return True
+
+
+def outputs_finite(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``model(x)`` is finite, with every value at most :data:`OUTPUT_LIMIT` in
+    magnitude; computed in eval mode without gradients (BatchNorm running statistics
+    untouched), every module's train/eval mode restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            return _all_finite(model(x))
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def probe_inputs(task: Any, device: torch.device | str | None = None, n: int = 64):
+    """The fixed probe batch of a run: up to ``n`` training inputs, evenly spaced over the
+    training set (over the forget set for a forget-only request), on ``device``.
+
+    A rolled-back state must give finite outputs on it. Returns ``None`` for a task without
+    training data.
+    """
+    bundle = getattr(task, "bundle", None)
+    x = getattr(getattr(bundle, "train", None), "x", None)
+    if x is None or len(x) == 0:
+        return None
+    if getattr(task, "retain_available", True):
+        pool = np.arange(len(x))
+    else:
+        pool = np.asarray(task.forget_idx)
+    if len(pool) == 0:
+        return None
+    pick = np.unique(np.linspace(0, len(pool) - 1, min(n, len(pool))).round().astype(np.int64))
+    return x[torch.as_tensor(pool[pick])].to(device)
+
+
 @dataclass
 class MethodResult:
     """What a method may return instead of a bare model: the model plus diagnostics."""
@@ -391,7 +468,12 @@ class RunContext:
 
     Methods draw every random choice from :attr:`generator` (or :meth:`numpy_rng`) and make
     every optimizer update through :meth:`step`, which enforces ``max_steps`` and the time
-    budget and stops (restoring the last finite weights) on a non-finite loss or weights.
+    budget and, on a non-finite loss or weights, stops and rolls back to the last good state.
+
+    A state is *good* once its outputs are known to be finite: a step's weights are confirmed
+    by the finite loss of the next step (computed from them, so free), and a state is only
+    restored after it also gives finite outputs on :attr:`probe` (a fixed batch of training
+    inputs, checked in eval mode); otherwise the input model's state is restored.
     """
 
     model: nn.Module
@@ -415,6 +497,7 @@ class RunContext:
     max_grad_norm: float | None = None
     snapshot_every: int = 1
     info: dict[str, Any] = field(default_factory=dict)
+    probe: torch.Tensor | None = None
 
     @classmethod
     def for_task(
@@ -429,11 +512,14 @@ class RunContext:
     ) -> RunContext:
         """A context for running a method on ``task`` (what the front door builds).
 
-        ``original_model`` defaults to a frozen eval-mode copy of ``model``; any other field
-        (``model_factory``, ``train_recipe``, ``cache``, ``max_steps``...) can be given.
+        ``original_model`` defaults to a frozen eval-mode copy of ``model`` and ``probe`` to
+        :func:`probe_inputs` of the task; any other field (``model_factory``,
+        ``train_recipe``, ``cache``, ``max_steps``...) can be given.
         """
         dev = torch.device(device) if device is not None else _device_of(model)
         bundle = task.bundle
+        if "probe" not in fields:
+            fields["probe"] = probe_inputs(task, dev)
         return cls(
             model=model,
             device=dev,
@@ -455,8 +541,18 @@ class RunContext:
         self.stop_reason: str | None = None
         self.diverged = False
         self._t0 = time.perf_counter()
-        self._snapshot: dict[str, torch.Tensor] = {}
-        self.take_snapshot()
+        # Rollback states: the input model's (kept on the CPU: it is rarely read), the last
+        # good one and the last step's (pending until the next step's finite loss confirms
+        # it; the two swap roles, so a step costs one copy, as a plain snapshot would).
+        self._initial = {
+            k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+        }
+        self._good: dict[str, torch.Tensor] = {}
+        self._pending: dict[str, torch.Tensor] = {}
+        self._good_step: int | None = None  # None: the input model's state
+        self._pending_step = 0
+        self._has_pending = False
+        _copy_state(self.model, self._good)
 
     def teacher(self, model: nn.Module) -> nn.Module:
         """theta_o as a frozen eval-mode teacher: ``original_model``, else a frozen copy of
@@ -471,22 +567,39 @@ class RunContext:
 
     # -- guards -----------------------------------------------------------------------------
     def take_snapshot(self) -> None:
-        """Remember the current weights as the last finite state."""
-        with torch.no_grad():
-            for name, t in self.model.state_dict().items():
-                buf = self._snapshot.get(name)
-                if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
-                    self._snapshot[name] = t.detach().clone()
-                else:
-                    buf.copy_(t)
+        """Remember the current weights as the last good state (a method that changes the
+        model outside :meth:`step`, e.g. by reshaping it or rewinding, calls this after)."""
+        _copy_state(self.model, self._good)
+        self._good_step, self._has_pending = self.steps, False
 
-    def restore_snapshot(self) -> None:
-        """Load the last finite state back into the model (matching names and shapes)."""
-        with torch.no_grad():
-            for name, t in self.model.state_dict().items():
-                snap = self._snapshot.get(name)
-                if snap is not None and snap.shape == t.shape:
-                    t.copy_(snap)
+    def _confirm(self) -> None:
+        """The current weights gave a finite loss: the pending state becomes the good one."""
+        if self._has_pending:
+            self._good, self._pending = self._pending, self._good
+            self._good_step, self._has_pending = self._pending_step, False
+
+    def outputs_finite(self, model: nn.Module | None = None) -> bool:
+        """Whether ``model`` (default: :attr:`model`) gives finite outputs on :attr:`probe`
+        (in eval mode, modes restored after; ``True`` without a probe when weights are finite)."""
+        model = self.model if model is None else model
+        if self.probe is None:
+            return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+        return outputs_finite(model, self.probe)
+
+    def restore_snapshot(self) -> str:
+        """Load the last good state back into the model (matching names and shapes), or the
+        input model's state when that one gives non-finite outputs on :attr:`probe`.
+
+        Returns:
+            What was restored: ``"step N"`` or ``"input model"``.
+        """
+        _load_state(self.model, self._good)
+        if self._good_step is not None and self.outputs_finite():
+            return f"step {self._good_step}"
+        _load_state(self.model, self._initial)
+        _copy_state(self.model, self._good)
+        self._good_step = None
+        return "input model"
 
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
@@ -497,12 +610,15 @@ class RunContext:
             self.stopped, self.stop_reason = True, reason
 
     def diverge(self, reason: str) -> None:
-        """Mark the run diverged, restore the last finite weights and stop."""
+        """Mark the run diverged, restore the last good state (see :meth:`restore_snapshot`)
+        and stop; ``info`` records the reason and the state restored (``rollback``)."""
         self.diverged = True
-        self.info["diverged_reason"] = reason
-        self.restore_snapshot()
+        self.info.setdefault("diverged_reason", reason)
+        self._has_pending = False
+        restored = self.restore_snapshot()
+        self.info["rollback"] = restored
         self.stop(f"diverged: {reason}")
-        self.logger.warning("unlearning diverged (%s); restored the last finite weights", reason)
+        self.logger.warning("unlearning diverged (%s); restored the %s state", reason, restored)
 
     def can_step(self) -> bool:
         """Whether another update is allowed (call before a forward pass that changes state)."""
@@ -539,13 +655,14 @@ class RunContext:
 
         Returns:
             ``True`` if the update was made; ``False`` if the method must stop (max steps, time
-            budget, or divergence, in which case the last finite weights are restored).
+            budget, or divergence, in which case the last good state is restored).
         """
         if not self.can_step():
             return False
         if not bool(torch.isfinite(loss.detach()).all()):
             self.diverge(f"non-finite loss at step {self.steps + 1}")
             return False
+        self._confirm()
         if zero_grad:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -562,7 +679,8 @@ class RunContext:
             self.diverge(f"non-finite weights after step {self.steps}")
             return False
         if self.snapshot_every and self.steps % self.snapshot_every == 0:
-            self.take_snapshot()
+            _copy_state(self.model, self._pending)
+            self._pending_step, self._has_pending = self.steps, True
         return True
 
 

@@ -48,7 +48,8 @@ def retrain(model: nn.Module, data: DataViews, config: RetrainConfig, *, ctx: Ru
     ``ctx.model_factory(seed)``, a complete re-initialisation of every parameter and buffer at
     every depth (resetting only top-level children, as the SSD reference does, leaves nested
     blocks trained). The incoming model is ignored except with ``init="same_init"``, which loads
-    ``ctx.cache["initial_state"]``.
+    ``ctx.cache["initial_state"]``. When the training loss becomes non-finite the run is marked
+    diverged and the incoming model is returned unchanged.
     """
     if ctx.model_factory is None:
         raise AccessError("retrain needs a model factory (model_factory=) to build a fresh model")
@@ -59,10 +60,10 @@ def retrain(model: nn.Module, data: DataViews, config: RetrainConfig, *, ctx: Ru
             raise AccessError("init='same_init' needs ctx.cache['initial_state'] (theta_o's init)")
         fresh.load_state_dict(state)
     fresh.to(ctx.device)
+    ctx.info["epochs"] = ctx.train_recipe.epochs
     try:
         train(fresh, data.retain, ctx.train_recipe, seed=ctx.seed)
     except TrainingDiverged as exc:
-        ctx.info["diverged_reason"] = str(exc)
-        ctx.diverged = True
-    ctx.info["epochs"] = ctx.train_recipe.epochs
+        ctx.diverge(str(exc))  # nothing of the fresh model is usable: the input model is kept
+        return model
     return fresh

@@ -75,7 +75,8 @@ class _Recorder(torch.nn.Module):
         self.seen: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen.append(x.detach().clone())
+        if torch.is_grad_enabled():  # an update's pass, not the front door's no-grad checks
+            self.seen.append(x.detach().clone())
         return self.inner(x)
 
 
