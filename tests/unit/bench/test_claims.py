@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from unlearnkit.bench.claims import claims, claims_md, sweeps
-from unlearnkit.bench.report import aggregate, memorisation, render
 from unlearnkit.bench.identity import digest, slot_of
+from unlearnkit.bench.report import aggregate, memorisation, render
 from unlearnkit.bench.store import CellRow, ResultStore
 
 

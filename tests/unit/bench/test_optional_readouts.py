@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from unlearnkit.bench.identity import RunIdentityError
 from unlearnkit.bench.report import aggregate, render
 from unlearnkit.bench.runner import run_benchmark
 from unlearnkit.bench.spec import spec_from_dict
-from unlearnkit.bench.identity import RunIdentityError
 from unlearnkit.bench.store import ResultStore
 from unlearnkit.errors import ConfigError
 
