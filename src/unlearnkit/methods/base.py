@@ -26,9 +26,12 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..optim import OptimizerSpec, SchedulerSpec, check_field_values, check_fields
+from ._guard import OUTPUT_LIMIT, _copy_state, _load_state, outputs_finite, probe_inputs
+from ._space import Dist, choice, int_range, loguniform, uniform
 
 __all__ = [
     "ACCESS_LEVELS",
+    "OUTPUT_LIMIT",
     "AccessSpec",
     "BaseConfig",
     "Dist",
@@ -76,61 +79,6 @@ class AccessSpec:
         """The level as reported in tables: ``+val`` marks a method that also reads ``D_val``
         (model selection inside the call, e.g. SCRUB+R's rewind or JiT's safety guard)."""
         return self.level + ("+val" if self.needs_val else "")
-
-
-# ---------------------------------------------------------------------------------------------
-# Search spaces
-
-
-@dataclass(frozen=True)
-class Dist:
-    """One dimension of a search space: ``loguniform``, ``uniform``, ``int`` or ``choice``."""
-
-    kind: str
-    args: tuple[Any, ...]
-
-    def grid(self, n: int) -> list[Any]:
-        """``n`` representative values (log-spaced, linear, integer or all choices)."""
-        if self.kind == "choice":
-            return list(self.args)
-        lo, hi = self.args
-        if self.kind == "loguniform":
-            return [float(v) for v in np.geomspace(lo, hi, n)]
-        if self.kind == "uniform":
-            return [float(v) for v in np.linspace(lo, hi, n)]
-        return sorted({int(round(v)) for v in np.linspace(lo, hi, n)})
-
-    def sample(self, rng: np.random.Generator) -> Any:
-        if self.kind == "choice":
-            return self.args[int(rng.integers(len(self.args)))]
-        lo, hi = self.args
-        if self.kind == "loguniform":
-            return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        if self.kind == "uniform":
-            return float(rng.uniform(lo, hi))
-        return int(rng.integers(lo, hi + 1))
-
-    def __str__(self) -> str:
-        name = "int" if self.kind == "int" else self.kind
-        if self.kind == "choice":
-            return f"choice({list(self.args)})"
-        return f"{name}({self.args[0]}, {self.args[1]})"
-
-
-def loguniform(a: float, b: float) -> Dist:
-    return Dist("loguniform", (a, b))
-
-
-def uniform(a: float, b: float) -> Dist:
-    return Dist("uniform", (a, b))
-
-
-def int_range(a: int, b: int) -> Dist:
-    return Dist("int", (a, b))
-
-
-def choice(values: Sequence[Any]) -> Dist:
-    return Dist("choice", tuple(values))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,76 +330,6 @@ def _device_of(model: nn.Module) -> torch.device:
         return next(model.parameters()).device
     except StopIteration:
         return torch.device("cpu")
-
-
-def _copy_state(model: nn.Module, into: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Copy ``model``'s state into the buffers of ``into`` (re-allocated where shapes differ)."""
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            buf = into.get(name)
-            if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
-                into[name] = t.detach().clone()
-            else:
-                buf.copy_(t)
-    return into
-
-
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            saved = state.get(name)
-            if saved is not None and saved.shape == t.shape:
-                t.copy_(saved)
-
-
-# Outputs count as finite below this magnitude: a state whose logits sit near the float32
-# limit (3.4e38) on the probe overflows on other inputs, so keep eight orders of headroom.
-OUTPUT_LIMIT = 1e30
-
-
-def _all_finite(out: Any) -> bool:
-    if isinstance(out, torch.Tensor):
-        return not out.is_floating_point() or bool((out.abs() <= OUTPUT_LIMIT).all())
-    if isinstance(out, (tuple, list)):
-        return all(_all_finite(o) for o in out)
-    if isinstance(out, dict):
-        return all(_all_finite(o) for o in out.values())
-    return True
-
-
-def outputs_finite(model: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``model(x)`` is finite, with every value at most :data:`OUTPUT_LIMIT` in
-    magnitude; computed in eval mode without gradients (BatchNorm running statistics
-    untouched), every module's train/eval mode restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            return _all_finite(model(x))
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-def probe_inputs(task: Any, device: torch.device | str | None = None, n: int = 64):
-    """The fixed probe batch of a run: up to ``n`` training inputs, evenly spaced over the
-    training set (over the forget set for a forget-only request), on ``device``.
-
-    A rolled-back state must give finite outputs on it. Returns ``None`` for a task without
-    training data.
-    """
-    bundle = getattr(task, "bundle", None)
-    x = getattr(getattr(bundle, "train", None), "x", None)
-    if x is None or len(x) == 0:
-        return None
-    if getattr(task, "retain_available", True):
-        pool = np.arange(len(x))
-    else:
-        pool = np.asarray(task.forget_idx)
-    if len(pool) == 0:
-        return None
-    pick = np.unique(np.linspace(0, len(pool) - 1, min(n, len(pool))).round().astype(np.int64))
-    return x[torch.as_tensor(pool[pick])].to(device)
 
 
 @dataclass
