@@ -256,3 +256,31 @@ def test_tampered_or_empty_memorisation_scores_are_recomputed(tmp_path, capsys):
     code, _, err = cli(capsys, *args)
     assert code == 0 and "Aborted" not in err, err
     assert np.array_equal(np.load(npy), good)
+
+
+def test_audits_follow_the_same_rule(tmp_path):
+    """An audit into a folder of another run is refused before it trains anything; an audit of
+    the same slot with another identity (here: threads) is refused too."""
+    from unlearnkit.audit.runner import run_audit
+
+    from ..unit.audit_runner._tiny import TINY
+
+    spec = spec_from_dict(TINY)
+    run_benchmark(spec, tmp_path)
+    other = spec_from_dict({**TINY, "dataset": {**TINY["dataset"], "seed": 3}})
+    before = snapshot(tmp_path)
+    with pytest.raises(RunIdentityError, match=r"dataset\.options\.seed 0 -> 3"):
+        run_audit(
+            method="finetune", kind="epsilon", n_models=2, config={"epochs": 1}, spec=other,
+            out_dir=tmp_path,
+        )  # fmt: skip
+    assert snapshot(tmp_path) == before
+    args = dict(
+        method="finetune", kind="epsilon", n_models=2, config={"epochs": 1}, spec=spec,
+        out_dir=tmp_path,
+    )  # fmt: skip
+    first = run_audit(threads=1, **args)
+    assert not first["reused"]
+    assert run_audit(threads=1, **args)["reused"]
+    with pytest.raises(RunIdentityError, match="threads 1 -> 2"):
+        run_audit(threads=2, **args)
