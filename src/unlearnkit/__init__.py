@@ -43,6 +43,7 @@ __all__ = [
     "datasets",
     "describe_method",
     "evaluate",
+    "forget",
     "forget_task",
     "get_method",
     "list_methods",
@@ -62,4 +63,8 @@ def __getattr__(name: str):
         from .metrics.suite import evaluate
 
         return evaluate
+    if name == "forget":  # Optuna and the data readers load on first use
+        from .deletion.request import forget
+
+        return forget
     raise AttributeError(f"module 'unlearnkit' has no attribute {name!r}")

@@ -296,6 +296,15 @@ def audit(
     typer.echo(format_audit_text(result))
 
 
+def _register_forget() -> None:
+    from .deletion.cli import forget_cmd
+
+    app.command("forget")(forget_cmd)
+
+
+_register_forget()
+
+
 def _refresh_report(out: Path) -> None:
     """Rewrite OUT/report.md from the store (benchmark tables, claims, audits), atomically."""
     from .bench.report import render_markdown
@@ -335,21 +344,28 @@ def main() -> None:
 
 class _Notices(logging.Handler):
     """The library's warnings (divergence, partner reuse...) on the current stderr, one line
-    each."""
+    each, each distinct message once per command (a search repeats them trial after trial)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.seen: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(
-                f"{record.levelname.lower()}: {' '.join(record.getMessage().split())}\n"
-            )
+            msg = " ".join(record.getMessage().split())
+            if msg in self.seen:
+                return
+            self.seen.add(msg)
+            sys.stderr.write(f"{record.levelname.lower()}: {msg}\n")
         except Exception:  # noqa: BLE001 - logging must never break a command
             self.handleError(record)
 
 
 def _show_notices() -> None:
     logger = logging.getLogger("unlearnkit")
-    if not any(isinstance(h, _Notices) for h in logger.handlers):
-        logger.addHandler(_Notices(logging.WARNING))
+    for h in [h for h in logger.handlers if isinstance(h, _Notices)]:
+        logger.removeHandler(h)  # a fresh set of seen messages for every command
+    logger.addHandler(_Notices(logging.WARNING))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,1 @@
+"""Models and data as a user writes them, outside unlearnkit (for the ``forget`` tests)."""
