@@ -12,6 +12,7 @@ import optuna
 import pytest
 import torch
 
+import unlearnkit.deletion._search as search
 import unlearnkit.deletion.calibrate as cal
 from unlearnkit import forget_task
 from unlearnkit.api import run_unlearning
@@ -86,8 +87,8 @@ def test_calibrate_budget_resume_default_and_no_test_reads(tiny, tmp_path, monke
     before = _state(model)
     db = tmp_path / "studies.db"
     calls = []
-    real = cal.run_unlearning
-    monkeypatch.setattr(cal, "run_unlearning", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = search.run_unlearning
+    monkeypatch.setattr(search, "run_unlearning", lambda *a, **k: calls.append(k) or real(*a, **k))
     events = []
     t0 = time.perf_counter()
     lb = calibrate(
@@ -114,7 +115,7 @@ def test_calibrate_budget_resume_default_and_no_test_reads(tiny, tmp_path, monke
         assert t0_.user_attrs["default"] is True and t0_.user_attrs["config"] == {}
         spec = get_method(row["method"])
         cfg = spec.make_config(None, scenario=task.scenario)
-        assert t0_.params == {k: cal._default_value(cfg, k) for k in spec.search_space}
+        assert t0_.params == {k: search._default_value(cfg, k) for k in spec.search_space}
         first[row["method"]] = [(t.number, t.value, t.datetime_start) for t in study.trials]
 
     calls.clear()
@@ -141,7 +142,7 @@ def test_best_config_reproduces_best_model(tiny):
 
 def test_diverged_runs_score_inf_and_count_failed(tiny, monkeypatch):
     _, model, task = tiny
-    real = cal.run_unlearning
+    real = search.run_unlearning
 
     def diverging(*a, **k):
         out = real(*a, **k)
@@ -149,7 +150,7 @@ def test_diverged_runs_score_inf_and_count_failed(tiny, monkeypatch):
             out.diverged = True
         return out
 
-    monkeypatch.setattr(cal, "run_unlearning", diverging)
+    monkeypatch.setattr(search, "run_unlearning", diverging)
     lb = calibrate(model, task, methods=["gradient_ascent", "finetune"], budget_s=2.0)
     ga = lb.rows[0]
     assert ga["failed"] == ga["trials"] >= 1 and ga["best_objective"] == math.inf
@@ -162,10 +163,10 @@ def test_raising_runs_fail_and_stop_the_method(tiny, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("planned failure")
 
-    monkeypatch.setattr(cal, "run_unlearning", boom)
+    monkeypatch.setattr(search, "run_unlearning", boom)
     lb = calibrate(model, task, methods=["finetune"], budget_s=2.0)
     row = lb.rows[0]
-    assert row["failed"] == cal._MAX_ERRORS and row["trials"] == 0
+    assert row["failed"] == search._MAX_ERRORS and row["trials"] == 0
     assert lb.best_method == "" and lb.best_config == {} and lb.best_model is None
 
 
@@ -303,4 +304,4 @@ def test_every_candidate_space_maps(tiny):
         spec = get_method(name)
         cfg = spec.make_config(None, scenario=task.scenario)
         for key, dist in spec.search_space.items():
-            optuna_distribution(dist, cal._default_value(cfg, key))
+            optuna_distribution(dist, search._default_value(cfg, key))
