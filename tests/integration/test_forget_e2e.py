@@ -200,3 +200,20 @@ def test_the_python_function(user):
         forget_ids=[ids[i] for i in f], method="salun", budget_s=4, seed=0,
     )  # fmt: skip
     assert res2.evidence["request"]["ids_sha256"] != res.evidence["request"]["ids_sha256"]
+
+
+def test_reference_retrain_adds_the_retrain_referenced_gaps(user, monkeypatch):
+    d = user["dir"]
+    monkeypatch.chdir(d)
+    (d / "recipe.yaml").write_text("epochs: 10\nlr: 0.01\nbatch_size: 32\n")
+    code, err = cli(
+        "forget", "--model", "mymodels:TabNet", "--checkpoint", "model.pt",
+        "--data", "train.csv", "--held-out", "held.csv", "--forget-ids", "forget.txt",
+        "--method", "finetune", "--trials", "2", "--budget-s", "120",
+        "--reference", "retrain", "--recipe", "recipe.yaml", "--out", "out-ref", "--quiet",
+    )  # fmt: skip
+    ev = _check_outputs(d / "out-ref", code, err)
+    ref = ev["reference"]
+    assert {"ua", "acc_test", "avg_gap_salun"} <= set(ref)
+    assert 0.0 <= ref["avg_gap_salun"] <= 1.0
+    assert "Against a retrained model" in (d / "out-ref" / "report.md").read_text()
