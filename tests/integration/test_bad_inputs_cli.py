@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unlearnkit.cli import main
-
+from .._helpers import run_cli
 from .test_cli import TINY_SPEC
 from .test_run_identity import snapshot
 
@@ -213,19 +211,7 @@ def finished(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
-    import io
-
-    old_argv, old_err, old_out = sys.argv, sys.stderr, sys.stdout
-    sys.argv, sys.stderr, sys.stdout = ["unlearnkit", *argv], io.StringIO(), io.StringIO()
-    try:
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        return code, sys.stderr.getvalue()
-    finally:
-        sys.argv, sys.stderr, sys.stdout = old_argv, old_err, old_out
+    return run_cli(*argv)
 
 
 def test_the_table_has_at_least_sixty_rows_with_the_api_half():

@@ -11,10 +11,8 @@ the evidence identifies input, output and request by their hashes.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,26 +21,15 @@ import torch
 from safetensors.torch import load_file
 
 import unlearnkit as uk
-from unlearnkit.cli import main
 
+from .._helpers import run_cli
 from .usermodels import images, tabular
 
 N_TRAIN, N_HELD, N_FORGET = 800, 400, 80
 METHOD = "neggrad_plus"
 
 
-def cli(*args: str) -> tuple[int, str]:
-    old = sys.argv, sys.stderr, sys.stdout
-    sys.argv, sys.stderr, sys.stdout = ["unlearnkit", *args], io.StringIO(), io.StringIO()
-    try:
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        return code, sys.stderr.getvalue()
-    finally:
-        sys.argv, sys.stderr, sys.stdout = old
+cli = run_cli
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,7 @@ from PIL import Image
 from unlearnkit.deletion.inputs import LoadedData, read_data, read_ids, resolve_ids
 from unlearnkit.errors import DataError
 
-
-def one_line(exc_type, fn, *args, match: str | None = None, **kwargs):
-    """Call ``fn``; it must raise ``exc_type`` with a one-line message (matching ``match``)."""
-    with pytest.raises(exc_type, match=match) as info:
-        fn(*args, **kwargs)
-    msg = str(info.value)
-    assert "\n" not in msg and msg.strip(), msg
-    return msg
+from ..._helpers import one_line
 
 
 def write(path, text: str):

@@ -20,14 +20,7 @@ from unlearnkit.deletion.model_io import (
 )
 from unlearnkit.errors import ConfigError, DataError
 
-
-def one_line(exc_type, fn, *args, match: str | None = None, **kwargs):
-    """Call ``fn``; it must raise ``exc_type`` with a one-line message (matching ``match``)."""
-    with pytest.raises(exc_type, match=match) as info:
-        fn(*args, **kwargs)
-    msg = str(info.value)
-    assert "\n" not in msg and msg.strip(), msg
-    return msg
+from ..._helpers import one_line
 
 
 def net(width: int = 4) -> nn.Module:
