@@ -204,3 +204,43 @@ def test_reference_retrain_adds_the_retrain_referenced_gaps(user, monkeypatch):
     assert {"ua", "acc_test", "avg_gap_salun"} <= set(ref)
     assert 0.0 <= ref["avg_gap_salun"] <= 1.0
     assert "Against a retrained model" in (d / "out-ref" / "report.md").read_text()
+
+
+def test_sequential_requests_chain_their_evidence(user, monkeypatch):
+    """A second request on the first one's output: the chain of hashes, the cumulative IDs,
+    the earlier rows left out of training and checked for relapse, repeats refused."""
+    d = user["dir"]
+    monkeypatch.chdir(d)
+    ids = [f"cust-{i:05d}" for i in range(N_TRAIN)]
+    (d / "first.txt").write_text("\n".join(ids[:40]) + "\n")
+    (d / "second.txt").write_text("\n".join(ids[40:70]) + "\n")
+    common = (
+        "--model", "mymodels:TabNet", "--data", "train.csv", "--held-out", "held.csv",
+        "--method", "neggrad_plus", "--trials", "4", "--budget-s", "120", "--quiet",
+    )  # fmt: skip
+    code, err = cli("forget", *common, "--checkpoint", "model.pt", "--forget-ids", "first.txt",
+                    "--out", "seq-1")  # fmt: skip
+    first = _check_outputs(d / "seq-1", code, err)
+    assert "chain" not in first and first["cumulative"]["n_ids"] == 40
+    ckpt = str(d / "seq-1" / "model.safetensors")  # found beside its evidence: chained
+    code, err = cli("forget", *common, "--checkpoint", ckpt, "--forget-ids", "second.txt",
+                    "--out", "seq-2")  # fmt: skip
+    second = _check_outputs(d / "seq-2", code, err)
+    link = second["chain"]
+    assert link["previous_output_sha256"] == first["output"]["sha256"]
+    assert link["previous_cumulative_ids_sha256"] == first["cumulative"]["ids_sha256"]
+    assert second["cumulative"]["n_ids"] == 70 and second["request"]["n_ids"] == 30
+    assert (d / "seq-2" / "forget-ids.txt").read_text().split() == sorted(ids[:70])
+    assert link["relapse"]["n_rows"] == 40 and "no_relapse" in second["verdict"]["criteria"]
+    assert second["input"]["data"]["rows"] == N_TRAIN - 40  # the earlier rows were left out
+    # an ID deleted before is refused; a checkpoint that is not the chain's output is refused
+    code, err = cli("forget", *common, "--checkpoint", ckpt, "--forget-ids", "first.txt",
+                    "--out", "seq-x")  # fmt: skip
+    assert code == 2 and "already deleted" in err and not (d / "seq-x").exists()
+    code, err = cli("forget", *common, "--checkpoint", "model.pt", "--previous", "seq-1",
+                    "--forget-ids", "second.txt", "--out", "seq-y")  # fmt: skip
+    assert code == 2 and "not the model" in err
+    (d / "seq-1" / "forget-ids.txt").write_text("\n".join(ids[:39]) + "\n")  # tampered
+    code, err = cli("forget", *common, "--checkpoint", ckpt, "--previous", "seq-1",
+                    "--forget-ids", "second.txt", "--out", "seq-z")  # fmt: skip
+    assert code == 2 and "altered" in err

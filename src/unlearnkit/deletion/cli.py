@@ -155,6 +155,12 @@ def forget_cmd(
         help="Output folder: model.safetensors, evidence.json, report.md, "
         "report.html, calibration.db (re-running resumes the calibration).",
     ),
+    previous: Path | None = typer.Option(
+        None,
+        "--previous",
+        help="The folder of the earlier request whose model.safetensors is --checkpoint "
+        "(found automatically when the checkpoint sits in it): chains the requests.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Delete rows (or classes) from your own trained model, with evidence for an auditor.
@@ -163,6 +169,7 @@ def forget_cmd(
     """
     from ..bench.lock import RunLock
     from ..errors import UnlearnKitError
+    from .chain import check_link, find_previous, load_previous
     from .inputs import read_ids
     from .model_io import build_model, load_checkpoint, sha256_file
     from .report import verdict_sentence
@@ -192,6 +199,10 @@ def forget_cmd(
             raise _bad(f"--checkpoint {checkpoint} not found")
         load_checkpoint(net, checkpoint)
         ckpt_sha = sha256_file(checkpoint)
+        if previous is None:
+            previous = find_previous(checkpoint)
+        if previous is not None:
+            check_link(load_previous(previous), ckpt_sha)
         ids = read_ids(forget_ids, id_column=id_column) if forget_ids is not None else None
         rec = _recipe(recipe)
         if reference == "retrain" and rec is None:
@@ -223,6 +234,7 @@ def forget_cmd(
                 model_factory=factory,
                 reference=reference,
                 progress=progress,
+                previous=previous,
             )
             progress.close()
             paths = result.save(out, input_sha256=ckpt_sha)

@@ -29,8 +29,9 @@ from ..errors import ConfigError, DataError
 from ..methods import get_method
 from ..tasks import ForgetTask, forget_task
 from . import calibrate as cal
+from . import chain
 from .inputs import LoadedData, read_data, resolve_ids
-from .model_io import save_model
+from .model_io import save_model, sha256_ids
 
 __all__ = ["ForgetResult", "forget"]
 
@@ -70,6 +71,8 @@ class ForgetResult:
         }
         if input_sha256 is not None:
             self.evidence["input"]["checkpoint_sha256"] = input_sha256
+        ids_path = out / chain.IDS_FILE  # every ID deleted so far; its hash is in the evidence
+        ids_path.write_text("".join(f"{i}\n" for i in self.figures.get("cumulative_ids", [])))
         ev_path = out / "evidence.json"
         ev_path.write_text(json.dumps(self.evidence, indent=1, default=_json_default) + "\n")
         paths = {"model": model_path, "evidence": ev_path}
@@ -222,6 +225,7 @@ def forget(
     model_factory: Callable[[int], nn.Module] | None = None,
     reference: str = "none",
     progress: Callable[[dict], None] | None = None,
+    previous: str | Path | None = None,
 ) -> ForgetResult:
     """Remove the influence of the given rows (or classes) from ``model``; return the unlearned
     model with the evidence that it now treats them as data it never saw.
@@ -250,6 +254,9 @@ def forget(
         reference: ``"none"`` or ``"retrain"`` (also retrain without the forget set and add the
             retrain-referenced gaps to the evidence).
         progress: called with a dict after every calibration trial.
+        previous: the folder of the earlier request whose output ``model`` is (sequential
+            requests): its deleted rows are left out of the training data, IDs it deleted are
+            refused, and the evidence checks those rows still look unseen (no relapse).
 
     Raises:
         DataError / ConfigError: anything about the inputs, in one line naming it and the fix.
@@ -290,6 +297,19 @@ def forget(
     else:
         positions = _forget_positions(train, forget_ids, ids, zero_shot)
         forgotten_ids = [train.ids[i] for i in positions]
+    prev = chain.load_previous(previous) if previous is not None else None
+    earlier = None
+    if prev is not None:
+        if classes is not None:
+            raise DataError("a class-level request cannot follow --previous (rows requests only)")
+        again = sorted(set(forgotten_ids) & set(prev.ids))
+        if again:
+            raise DataError(
+                f"{len(again)} of the IDs were already deleted by {prev.folder} (first: "
+                f"{', '.join(again[:3])}); drop them from --forget-ids"
+            )
+        train, earlier = chain.without_rows(train, set(prev.ids))  # never trained on again
+        positions = resolve_ids(forgotten_ids, train.ids)
     task = build_task(original, train, held, positions=positions, classes=classes, seed=seed)
     methods = (
         cal.candidates(task, zero_shot=zero_shot, recipe=recipe) if method == "auto" else [method]
@@ -350,5 +370,22 @@ def forget(
         )
     passed = bool(after.get("passed", all(c["passed"] for c in after["criteria"].values())))
     evidence["verdict"]["passed"] = passed
-    figures = {"losses": losses, "scenario": task.scenario}
+    cumulative = sorted(set(forgotten_ids) | set(prev.ids if prev is not None else ()))
+    evidence["cumulative"] = {"n_ids": len(cumulative), "ids_sha256": sha256_ids(cumulative)}
+    if prev is not None:
+        link: dict[str, Any] = {
+            "previous": str(prev.folder),
+            "previous_output_sha256": prev.output_sha256,
+            "previous_cumulative_ids_sha256": prev.evidence["cumulative"]["ids_sha256"],
+            "earlier_ids": len(prev.ids),
+        }
+        if earlier is not None:
+            link["relapse"] = chain.relapse_check(outcome.model, earlier, task)
+            evidence["verdict"]["criteria"]["no_relapse"] = link["relapse"]["passed"]
+            passed = passed and link["relapse"]["passed"]
+            evidence["verdict"]["passed"] = passed
+        else:
+            link["relapse"] = "not checked: --data holds none of the earlier deleted rows"
+        evidence["chain"] = link
+    figures = {"losses": losses, "scenario": task.scenario, "cumulative_ids": cumulative}
     return ForgetResult(outcome.model, evidence, passed, board, figures)
