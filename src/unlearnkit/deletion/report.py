@@ -156,18 +156,22 @@ def _histogram_png(losses: dict[str, dict[str, np.ndarray]]) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=False)
-    every = np.concatenate([v for part in losses.values() for v in part.values()] or [[0.0]])
-    hi = float(np.quantile(every, 0.99)) if every.size else 1.0
-    bins = np.linspace(0.0, max(hi, 1e-3), 30)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    # per-sample losses span orders of magnitude (memorised rows sit near 0): a log axis
+    logs = {
+        when: {k: np.log10(np.maximum(np.asarray(v, dtype=float), 1e-6)) for k, v in part.items()}
+        for when, part in losses.items()
+    }
+    every = np.concatenate([v for part in logs.values() for v in part.values()] or [[0.0]])
+    bins = np.linspace(float(every.min()), float(every.max()) + 1e-9, 30)
     for ax, when in zip(axes, ("before", "after")):
         for name, color in (("forget", "#c0392b"), ("heldout", "#2471a3")):
-            vals = losses.get(when, {}).get(name)
+            vals = logs.get(when, {}).get(name)
             if vals is not None and len(vals):
-                ax.hist(np.clip(vals, 0, bins[-1]), bins=bins, density=True, alpha=0.55,
-                        color=color, label="held-out" if name == "heldout" else name)  # fmt: skip
+                ax.hist(vals, bins=bins, density=True, alpha=0.55, color=color,
+                        label="held-out" if name == "heldout" else "deleted rows")  # fmt: skip
         ax.set_title(f"{when} unlearning")
-        ax.set_xlabel("per-sample loss")
+        ax.set_xlabel("per-sample loss (log10)")
         ax.legend()
     axes[0].set_ylabel("density")
     fig.tight_layout()
