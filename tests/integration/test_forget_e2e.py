@@ -244,3 +244,19 @@ def test_sequential_requests_chain_their_evidence(user, monkeypatch):
     code, err = cli("forget", *common, "--checkpoint", ckpt, "--previous", "seq-1",
                     "--forget-ids", "second.txt", "--out", "seq-z")  # fmt: skip
     assert code == 2 and "altered" in err
+
+
+def test_zero_shot_gets_only_forget_only_methods(user):
+    """--data holding only the rows to delete: no retain data, so only forget-only methods
+    (JiT, gradient ascent, the boundary methods) compete, and nothing grades retain data."""
+    from unlearnkit.methods import get_method
+
+    f = user["forget"]
+    res = uk.forget(
+        user["model"], data=(user["x"][f], user["y"][f]), held_out=(user["xh"], user["yh"]),
+        forget_ids=list(range(len(f))), zero_shot=True, trials=2, budget_s=120, seed=0,
+    )  # fmt: skip
+    rows = res.evidence["calibration"]["rows"]
+    assert rows and all(get_method(r["method"]).access.level == "forget_only" for r in rows)
+    assert "jit" in {r["method"] for r in rows}
+    assert "retain_acc" not in res.evidence["after"]["criteria"]

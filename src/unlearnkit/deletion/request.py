@@ -167,6 +167,7 @@ def build_task(
     positions: np.ndarray | None,
     classes: list[int] | None,
     seed: int,
+    zero_shot: bool = False,
 ) -> ForgetTask:
     """The forget task: D_tr = ``train``, D_val = the calibration half, D_te = the report half."""
     k = _output_width(model, train.x)
@@ -201,7 +202,15 @@ def build_task(
         keep_dtype=not train.x.is_floating_point(),
     )
     if classes is not None:
-        return forget_task(bundle, "class", classes=classes)
+        task = forget_task(bundle, "class", classes=classes)
+        return task.forget_only() if zero_shot else task
+    if zero_shot:  # a forget-only request: the methods see no retain data at all
+        n = len(train.y)
+        rest = np.setdiff1d(np.arange(n, dtype=np.int64), positions)
+        params = {"indices": positions.tolist(), "zero_shot": True}
+        return ForgetTask(
+            bundle, "indices", np.asarray(positions, np.int64), rest, (), params, False
+        )
     return forget_task(bundle, "indices", indices=positions.tolist())
 
 
@@ -310,7 +319,9 @@ def forget(
             )
         train, earlier = chain.without_rows(train, set(prev.ids))  # never trained on again
         positions = resolve_ids(forgotten_ids, train.ids)
-    task = build_task(original, train, held, positions=positions, classes=classes, seed=seed)
+    task = build_task(
+        original, train, held, positions=positions, classes=classes, seed=seed, zero_shot=zero_shot
+    )
     methods = (
         cal.candidates(task, zero_shot=zero_shot, recipe=recipe) if method == "auto" else [method]
     )
