@@ -76,7 +76,7 @@ def bench(
     relearn: bool = typer.Option(
         False,
         "--relearn",
-        help="Add relearn time and the Anamnesis Index (METRICS.md 2.9; short fine-tunes).",
+        help="Add relearn time and the Anamnesis Index (short fine-tunes of every model).",
     ),
 ) -> None:
     """Run a benchmark (resumable), print the tables, write OUT/results.db and OUT/report.md."""
@@ -258,7 +258,8 @@ def audit(
         None, "--threads", min=1, help="torch threads (default: the spec's setting)."
     ),
 ) -> None:
-    """Run a strong audit (METRICS.md tier C) of a method beside the same audit of Retrain."""
+    """Run a strong audit (per-example epsilon, U-LiRA or RMIA) of a method beside the same
+    audit of Retrain."""
     from .audit.report import format_audit_text
     from .audit.runner import run_audit
     from .bench.spec import load_spec

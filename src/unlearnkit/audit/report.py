@@ -3,7 +3,7 @@
 Every audited method is shown beside the same audit of Retrain (its control row), because no
 audit number means anything alone: the NeurIPS score depends on N and two i.i.d. populations
 do not reach F = 1, and an attack's accuracy or AUC on Retrain is the estimation floor at that
-bank size (METRICS.md pitfalls 10-12).
+bank size.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from ..bench.store import CellRow, ResultStore
 __all__ = ["audit_section_md", "format_audit_text"]
 
 _TITLES = {
-    "epsilon": "NeurIPS-2023 score: per-example ε and H-score (METRICS.md 3.6)",
-    "ulira": "U-LiRA: per-example unlearning membership inference (METRICS.md 3.4)",
-    "rmia": "RMIA (offline) against Retrain (METRICS.md 3.5)",
+    "epsilon": "NeurIPS-2023 score: per-example ε and H-score",
+    "ulira": "U-LiRA: per-example unlearning membership inference",
+    "rmia": "RMIA (offline) against Retrain",
 }
 _ORDER = ("epsilon", "ulira", "rmia")
 
@@ -116,10 +116,7 @@ def _footer(kind: str, rows: list[CellRow]) -> str:
     else:
         n_neg = sorted({str(int(r.metrics.get("n_neg", 0))) for r in rows})
         parts.append(f"negatives: {'; '.join(negs)} (n_neg = {', '.join(n_neg)})")
-        parts.append(
-            "† underpowered: fewer than 1/α negatives, the TPR at that FPR is noise "
-            "(METRICS.md 3.7)"
-        )
+        parts.append("† underpowered: fewer than 1/α negatives, the TPR at that FPR is noise")
     parts.append(f"Clopper–Pearson level {', '.join(ci)}")
     return "; ".join(parts) + "."
 

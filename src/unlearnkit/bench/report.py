@@ -1,7 +1,7 @@
 """Aggregate a results store into tables: Markdown (``report.md``), JSON and CSV.
 
 Rows per scenario, in order: Original, Retrain (the reference), Retrain′ (the noise floor: its
-gap columns hold the floors), then the methods grouped by access level (METRICS.md 6.2). Cells
+gap columns hold the floors), then the methods grouped by access level. Cells
 are mean ± std over replicates (ddof 1), rates ×100 with one decimal, gaps in percentage points.
 """
 
@@ -296,7 +296,7 @@ def render_markdown(store: ResultStore) -> str:
         parts.append(
             "The original model's forget-set signals must differ from Retrain's by clearly more "
             "than two Retrains differ from each other; otherwise no metric can separate a "
-            "method that forgets from one that does nothing (METRICS.md pitfall 8).\n"
+            "method that forgets from one that does nothing.\n"
         )
         parts.append(memorisation_md(mem) + "\n")
     parts.append("## Results\n")
