@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +261,51 @@ def test_zero_shot_gets_only_forget_only_methods(user):
     assert rows and all(get_method(r["method"]).access.level == "forget_only" for r in rows)
     assert "jit" in {r["method"] for r in rows}
     assert "retain_acc" not in res.evidence["after"]["criteria"]
+
+
+def _finished_trials(db: Path) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:  # the schema is still being written
+        return 0
+
+
+def test_ctrl_c_keeps_the_calibration_and_the_same_command_resumes(user, monkeypatch):
+    """A real process interrupted mid-calibration: exit 130 with a line saying how to resume;
+    the study in DIR/calibration.db is kept, and running the command again finishes."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    d = user["dir"]
+    args = [
+        sys.executable, "-c", "from unlearnkit.cli import main; main()", "forget",
+        "--model", "mymodels:TabNet", "--checkpoint", "model.pt", "--data", "train.csv",
+        "--held-out", "held.csv", "--forget-ids", "forget.txt", "--method", "neggrad_plus",
+        "--budget-s", "60", "--out", "out-int", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(args, cwd=d, env=env, stderr=subprocess.PIPE, text=True)
+    db = d / "out-int" / "calibration.db"
+    deadline = time.time() + 60
+    while _finished_trials(db) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # until a few trials are stored in the study
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err.strip().splitlines()[-1]
+    assert db.exists() and not (d / "out-int" / "evidence.json").exists()
+    monkeypatch.chdir(d)
+    code, err = cli(*args[3:-5], "--trials", "6", "--budget-s", "60", "--out", "out-int", "--quiet")
+    ev = _check_outputs(d / "out-int", code, err)
+    row = ev["calibration"]["rows"][0]
+    assert row["trials_run"] < row["trials"]  # the trials finished before Ctrl-C were kept

@@ -244,6 +244,14 @@ def forget_cmd(
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a request refused before any work leaves nothing behind
         _fail(str(exc))
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.close()
+        _echo(
+            f"interrupted: the calibration so far is kept in {out / 'calibration.db'}; run the "
+            "same command again to resume"
+        )
+        raise typer.Exit(130) from None
     _echo(f"wrote {paths['model']}, {paths['evidence']}, {paths['report_md']}, "
           f"{paths['report_html']}")  # fmt: skip
     _echo(verdict_sentence(result.evidence))
