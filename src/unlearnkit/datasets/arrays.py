@@ -13,31 +13,39 @@ import torch
 from ..errors import DataError
 from ._bundle import DatasetBundle, Normalization, Split
 
-__all__ = ["from_arrays", "from_npz", "from_torch"]
+__all__ = ["as_inputs", "from_arrays", "from_npz", "from_torch"]
 
 
-def _as_x(a: Any, what: str, keep_dtype: bool = False) -> torch.Tensor:
+def as_inputs(a: Any, what: str, keep_dtype: bool = False) -> torch.Tensor:
+    """Model inputs from an array or tensor: float32 (int64 for integer inputs when
+    ``keep_dtype``), at least 2-D, finite; DataError naming ``what`` otherwise (shared by
+    :func:`from_arrays` and the deletion-request readers)."""
     if isinstance(a, torch.Tensor):
         t = a.detach().cpu()
     else:
         arr = np.asarray(a)
         if arr.dtype.kind not in "biuf":
             raise DataError(
-                f"{what} must hold numbers, got dtype {arr.dtype}; encode text or categories "
-                "as integer codes or floats first"
+                f"{what} must hold numbers (inputs must be numbers), got dtype {arr.dtype}; "
+                "encode text or categories as integer codes or floats first"
             )
         t = torch.as_tensor(arr)
     if t.dim() < 2:
         raise DataError(
-            f"{what} must have shape (n, ...) with at least 2 dimensions, got {tuple(t.shape)}"
+            f"{what} must have shape (n, ...) with at least 2 dimensions, got "
+            f"{tuple(t.shape)}; reshape single features to (n, 1)"
         )
     if t.is_complex():
         raise DataError(f"{what} holds complex numbers; pass real-valued features")
     if keep_dtype and not t.is_floating_point():
         return t.to(torch.int64).contiguous()  # integer / categorical codes, kept exact
     t = t.to(torch.float32)
-    if not torch.isfinite(t).all():
-        raise DataError(f"{what} contains NaN or infinite values; clean the data first")
+    bad = ~torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
+    if bad.any():
+        raise DataError(
+            f"{what}: row {int(bad.nonzero()[0])} of the inputs holds NaN or infinite values; "
+            "clean the data first"
+        )
     return t.contiguous()
 
 
@@ -103,7 +111,7 @@ def from_arrays(
         splits["val"] = (x_val, y_val)
     made: dict[str, Split] = {}
     for key, (xa, ya) in splits.items():
-        x, y = _as_x(xa, f"x_{key}", bool(keep_dtype)), _as_y(ya, f"y_{key}")
+        x, y = as_inputs(xa, f"x_{key}", bool(keep_dtype)), _as_y(ya, f"y_{key}")
         if x.shape[0] != y.shape[0]:
             raise DataError(f"x_{key} has {x.shape[0]} rows but y_{key} has {y.shape[0]} labels")
         if x.shape[0] == 0:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..datasets.arrays import as_inputs
 from ..errors import ConfigError, DataError
 from .model_io import few, import_object, one_line
 
@@ -159,34 +160,8 @@ def _encode_labels(
 
 
 def _x_tensor(x: Any, where: str) -> torch.Tensor:
-    """Inputs as float32 (or int64 for integer inputs), at least 2-D, finite."""
-    if isinstance(x, torch.Tensor):
-        t = x.detach().cpu()
-    else:
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "biuf":
-            raise DataError(
-                f"{where}: inputs must be numbers, got dtype {arr.dtype}; encode text as "
-                "numbers first"
-            )
-        t = torch.as_tensor(arr)
-    if t.is_complex():
-        raise DataError(f"{where}: inputs hold complex numbers; pass real values")
-    if t.dim() < 2:
-        raise DataError(
-            f"{where}: inputs must have shape (n, ...) with at least 2 dimensions, got "
-            f"{tuple(t.shape)}; reshape single features to (n, 1)"
-        )
-    if not t.is_floating_point():
-        return t.to(torch.int64).contiguous()
-    t = t.to(torch.float32)
-    bad = ~torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
-    if bad.any():
-        raise DataError(
-            f"{where}: row {int(bad.nonzero()[0])} of the inputs holds NaN or infinite values; "
-            "clean the data first"
-        )
-    return t.contiguous()
+    """Inputs as float32, or int64 when they are integers (categorical codes kept exact)."""
+    return as_inputs(x, where, keep_dtype=True)
 
 
 def _match_like(data: LoadedData, like: LoadedData, what: str) -> LoadedData:
