@@ -31,6 +31,16 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _yaml_value(key: str, raw: str) -> Any:
+    """A ``--set`` value, parsed as YAML (``3``, ``0.1``, ``[1, 2]``, ``true``...)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"--set {key}: cannot parse value {raw!r}: {yaml_error_line(exc)}"
+        ) from None
+
+
 def _parse_sets(pairs: list[str]) -> dict[str, dict[str, Any]]:
     """``method.key=value`` pairs into {method: {key: value}} (values parsed as YAML)."""
     out: dict[str, dict[str, Any]] = {}
@@ -38,12 +48,7 @@ def _parse_sets(pairs: list[str]) -> dict[str, dict[str, Any]]:
         if "=" not in pair:
             raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
         key, raw = pair.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(
-                f"--set {key}: cannot parse value {raw!r}: {yaml_error_line(exc)}"
-            ) from None
+        value = _yaml_value(key, raw)
         if "." not in key:
             raise ConfigError(
                 f"--set key must be METHOD.FIELD (e.g. finetune.lr=0.01), got {key!r}"
@@ -270,12 +275,7 @@ def audit(
             key, _, raw = pair.partition("=")
             if not _ or not key:
                 raise ConfigError(f"--set expects FIELD=VALUE, got {pair!r}")
-            try:
-                config[key] = yaml.safe_load(raw)
-            except yaml.YAMLError as exc:
-                raise ConfigError(
-                    f"--set {key}: cannot parse value {raw!r}: {yaml_error_line(exc)}"
-                ) from None
+            config[key] = _yaml_value(key, raw)
         spec = load_spec(spec_path) if spec_path is not None else None
         result = run_audit(
             method=method,

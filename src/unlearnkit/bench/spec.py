@@ -325,27 +325,33 @@ def yaml_error_line(exc: yaml.YAMLError) -> str:
     return f"{where}{problem}" + (f" ({context})" if context else "")
 
 
-def load_spec(path: str | Path) -> BenchSpec:
-    """Read a YAML benchmark spec."""
+def read_yaml(path: str | Path, what: str = "spec") -> Any:
+    """A user's YAML file: DataError when it is missing or unreadable, ConfigError when it is
+    not UTF-8 YAML text, every message one line naming ``what`` and the file."""
     p = Path(path)
     if p.is_dir():
-        raise DataError(f"spec {p} is a folder; give the path of a YAML file")
+        raise DataError(f"{what} {p} is a folder; give the path of a YAML file")
     if not p.is_file():
-        raise DataError(f"spec file not found: {p}")
+        raise DataError(f"{what} file not found: {p}")
     try:
         text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"spec {p} is not UTF-8 text (byte {exc.start}); save it as a UTF-8 YAML file"
+            f"{what} {p} is not UTF-8 text (byte {exc.start}); save it as a UTF-8 YAML file"
         ) from None
     except OSError as exc:
-        raise DataError(f"cannot read spec {p}: {exc.strerror}") from None
+        raise DataError(f"cannot read {what} {p}: {exc.strerror}") from None
     if "\x00" in text:
-        raise ConfigError(f"spec {p} is a binary file, not YAML text")
+        raise ConfigError(f"{what} {p} is a binary file, not YAML text")
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p} is not valid YAML: {yaml_error_line(exc)}") from None
+
+
+def load_spec(path: str | Path) -> BenchSpec:
+    """Read a YAML benchmark spec."""
+    data = read_yaml(path, "spec")
     return spec_from_dict({} if data is None else data)
 
 

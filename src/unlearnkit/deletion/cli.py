@@ -27,23 +27,14 @@ def _fail(msg: str) -> None:
 
 
 def _recipe(path: Path | None):
+    """The training recipe of ``--recipe`` (TrainRecipe fields in YAML), or None."""
     if path is None:
         return None
-    import yaml
-
-    from ..bench.spec import yaml_error_line
-    from ..errors import ConfigError, DataError
+    from ..bench.spec import read_yaml
     from ..methods.base import build_dataclass
     from ..training import TrainRecipe
 
-    if not path.is_file():
-        raise DataError(f"--recipe {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--recipe {path} is not valid YAML: {yaml_error_line(exc)}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"--recipe {path} is not UTF-8 text") from None
+    data = read_yaml(path, "--recipe")
     return build_dataclass(TrainRecipe, data if data is not None else {}, "recipe")
 
 
