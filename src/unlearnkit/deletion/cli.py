@@ -39,14 +39,19 @@ def _recipe(path: Path | None):
 
 
 class _Progress:
-    """A bar over the calibration budget: elapsed / remaining, trials, current method."""
+    """Calibration progress on stderr: elapsed / remaining budget, trials, current method.
+
+    A redrawn bar on a terminal; elsewhere (CI logs, files) one plain line every few seconds.
+    """
+
+    LOG_EVERY_S = 5.0
 
     def __init__(self, budget_s: float, quiet: bool) -> None:
         self.quiet, self.budget = quiet, budget_s
-        self.t0 = time.perf_counter()
+        self.t0 = self.last_line = time.perf_counter()
         self.bar = None
         self.trials = 0
-        if not quiet:
+        if not quiet and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(
@@ -54,18 +59,27 @@ class _Progress:
                 unit="s",
                 desc="calibrating",
                 file=sys.stderr,
-                mininterval=2.0 if not sys.stderr.isatty() else 0.2,
+                mininterval=0.5,
                 bar_format="{desc}: {bar} {n:.0f}/{total:.0f} s [{elapsed}<{remaining}] {postfix}",
             )
 
     def __call__(self, info: dict[str, Any]) -> None:
         self.trials += 1
-        if self.bar is None:
+        if self.quiet:
             return
-        done = min(self.budget, time.perf_counter() - self.t0)
-        self.bar.n = round(done)
-        self.bar.set_postfix_str(f"trial {self.trials}, {info.get('method', '')}", refresh=False)
-        self.bar.refresh()
+        now = time.perf_counter()
+        done = min(self.budget, now - self.t0)
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"trial {self.trials}, {info.get('method', '')}", refresh=False
+            )
+            self.bar.update(round(done) - self.bar.n)  # redraws at most every mininterval
+        elif now - self.last_line >= self.LOG_EVERY_S:
+            self.last_line = now
+            _echo(
+                f"calibrating: {done:.0f}/{self.budget:.0f} s, {self.trials} trials, now "
+                f"{info.get('method', '')}"
+            )
 
     def close(self) -> None:
         if self.bar is not None:
