@@ -40,7 +40,7 @@ def as_inputs(a: Any, what: str, keep_dtype: bool = False) -> torch.Tensor:
     if keep_dtype and not t.is_floating_point():
         return t.to(torch.int64).contiguous()  # integer / categorical codes, kept exact
     t = t.to(torch.float32)
-    bad = ~torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
+    bad = ~torch.isfinite(t).flatten(1).all(dim=1)
     if bad.any():
         raise DataError(
             f"{what}: row {int(bad.nonzero()[0])} of the inputs holds NaN or infinite values; "
