@@ -1,4 +1,4 @@
-"""Ensemble training vs training the same K models one after another (METRICS.md 3.2, 6.3).
+"""Ensemble training vs training the same K models one after another.
 
 Trains K digits MLPs (the digits benchmark model: ``mlp``, hidden (256, 256), on the 1078
 training samples of ``digits``) with the default ``TrainRecipe()`` (SGD, lr 0.05, momentum 0.9,

@@ -181,7 +181,7 @@ def write_markdown(
         "split is replaced by its validation split. Test accuracy (TA) and the non-member side "
         "of every attack (the SVC MIA-Efficacy's shadow and the entropy-LR attack) read "
         "`D_val` only; `D_te` is never loaded into a metric, so selection cannot leak the "
-        "test set (METRICS.md pitfall 4). `D_val` stays available as `val` (only SCRUB+R "
+        "test set. `D_val` stays available as `val` (only SCRUB+R "
         "reads it, for its rewind; its objective therefore reads the split it rewinds on).",
         "- **Validation forget sets** (`unlearnkit.bench.tune.validation_task`), which differ "
         "from the benchmark's:",
@@ -195,7 +195,7 @@ def write_markdown(
         "with the benchmark through the oracle bank). θ_r is retrained with the same recipe "
         "and the replicate's retrain seed on the validation task's retain set. Seeds follow "
         "`unlearnkit.bench.runner.seeds_for` (train = r, retrain = 1000 + r, unlearn = r).",
-        "- **Objective** (minimised): the paired Avg. Gap (METRICS.md 2.2, preset `salun`: "
+        "- **Objective** (minimised): the paired Avg. Gap (preset `salun`: "
         "|ΔUA|, |ΔRA|, |ΔTA|, |ΔMIA-Efficacy| to θ_r) on the validation task, averaged over "
         "the seed replicates. Ties are broken by the `natmu`-preset Avg. Gap (entropy-LR "
         "member rate instead of MIA-Efficacy), then by trial order (the default wins a full "
@@ -204,8 +204,8 @@ def write_markdown(
         "`digits` preset plus any `method_config` of the spec); trials 1..n−1 are seeded "
         "random draws (`numpy.random.default_rng(seed)`, keys in sorted order) from the "
         "search space, laid over the trial-0 configuration. Continuous draws are rounded to 3 "
-        "significant digits, so the stored value is the evaluated one. The space is METHODS.md "
-        "section 4's digits space (`DIGITS_SEARCH_SPACES`) where given, else the method's "
+        "significant digits, so the stored value is the evaluated one. The space is the "
+        "library's digits search space (`DIGITS_SEARCH_SPACES`) where given, else the method's "
         "registered `search_space`.",
         f"- **Caveat**: the numbers below are validation numbers on a {n_val}-sample `D_val`, a "
         f"different forget set and {n_reps} replicate(s); the benchmark's test-set numbers "

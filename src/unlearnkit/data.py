@@ -19,7 +19,7 @@ class BatchLoader:
     """Iterate ``(x, y)`` mini-batches of in-memory tensors.
 
     Each ``iter()`` draws a fresh permutation from ``generator`` when ``shuffle`` is set, so a
-    cycled loader is re-shuffled on every pass (METHODS.md section 0.5). ``y`` is ``None`` for
+    cycled loader is re-shuffled on every pass. ``y`` is ``None`` for
     label-free views.
     """
 

@@ -1,4 +1,4 @@
-"""Per-sample memorisation scores, for ``hard`` forget sets (METRICS.md 0.2, pitfall 8).
+"""Per-sample memorisation scores, for ``hard`` forget sets.
 
 Random forget sets hide failures: most random samples are easy, and any model classifies them
 whether it saw them or not. A *hard* forget set takes the samples a model only gets right when

@@ -1,4 +1,4 @@
-"""The conformance suite: every registered method obeys the contract of STYLE.md."""
+"""The conformance suite: every registered method obeys the library's method contract."""
 
 from __future__ import annotations
 

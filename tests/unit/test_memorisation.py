@@ -1,4 +1,4 @@
-"""Memorisation scores and hard forget sets (METRICS.md 0.2 'hard', pitfall 8)."""
+"""Memorisation scores and hard forget sets."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Evaluation hygiene of the one forward pass (METRICS.md N2, golden test 4.1(b)) and the
-model-side parts of the ZRF teacher (4.5(d))."""
+"""Evaluation hygiene of the one forward pass and the model-side parts of
+the ZRF teacher."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Train many small models at once, each exactly as :func:`unlearnkit.train` would train it alone.
 
-The Tier-C audits (METRICS.md sections 3.2 and 6.3) need banks of tens to hundreds of shadow or
+The Tier-C audits need banks of tens to hundreds of shadow or
 reference models of one architecture and recipe. Trained one after another, a small model on a
 small dataset spends much of its time in Python and per-kernel overhead; trained as one stacked
 ensemble, the K members share every kernel call.

@@ -1,10 +1,10 @@
-"""Run the strong audits of METRICS.md tier C, always beside the same audit of Retrain.
+"""Run the strong (tier C) audits, always beside the same audit of Retrain.
 
 >>> from unlearnkit.audit.runner import run_audit
 >>> result = run_audit(method="finetune", kind="epsilon", n_models=16, out_dir="runs/audit")
 >>> result["metrics"]["F"], result["retrain"]["F"]  # the method and its Retrain ceiling
 
-Three kinds (METRICS.md sections 3.4-3.6):
+Three kinds:
 
 * ``"epsilon"`` — the NeurIPS-2023 challenge score. From one original model (replicate 0 of the
   spec) the method runs N times (unlearning seeds ``0..N-1``) and N Retrains are trained on
@@ -29,7 +29,7 @@ Three kinds (METRICS.md sections 3.4-3.6):
   split gives half of the audit half instead.
 * Z (the RMIA population, non-member of every model) = the rest of the audit half, capped at
   ``population`` (default 5 000) points: disjoint from P and from the TA half.
-* P (the pool of the shadow/reference bank) = ``D_tr ∪ H`` (METRICS.md 3.2): pair ``j`` trains
+* P (the pool of the shadow/reference bank) = ``D_tr ∪ H``: pair ``j`` trains
   model ``2j`` on a seeded random half of P and model ``2j+1`` on the complement, so each point is
   IN for exactly half the models. Shadow seeds are ``5000+k``. Banks nest: the first 4 models
   of a 16-model bank are the 4 models of a 4-model bank, and U-LiRA and RMIA share them.
@@ -38,7 +38,7 @@ Three kinds (METRICS.md sections 3.4-3.6):
   run of split ``k``'s forget set ``m`` uses seed ``k·M + m``; its Retrain control seed
   ``1000 + k·M + m``. A split's unlearning task sees Z as its validation data (never P).
 * RMIA's negatives are H; in ``class`` scenarios only H's points of the forgotten classes
-  (like with like, as METRICS.md 1.4 does for the loss attack).
+  (like with like, as the Tier-A loss attack does).
 
 **Attack accuracy** (epsilon) [lib]: for each forget example, the best balanced accuracy
 ``max_t 1 − (FPR + FNR)/2`` of a single-threshold rule that tells its N unlearned φ values
@@ -895,7 +895,7 @@ class _Audit:
             )
         return parts
 
-    # -- epsilon (METRICS.md 3.6) ---------------------------------------------------------------
+    # -- epsilon ---------------------------------------------------------------------------------
 
     def _eval_eps(self, model: nn.Module) -> tuple[np.ndarray, float, float]:
         """φ of the forget examples, RA and TA of one model."""
@@ -992,7 +992,7 @@ class _Audit:
         }
         return metrics, record
 
-    # -- U-LiRA (METRICS.md 3.4) ---------------------------------------------------------------
+    # -- U-LiRA ----------------------------------------------------------------------------------
 
     def _split_bundle(self, k: int, members: np.ndarray) -> DatasetBundle:
         """Split ``k``'s training half of the pool as a bundle; Z serves as its validation."""
@@ -1101,7 +1101,7 @@ class _Audit:
             m_part = (metrics, record)
         return m_part, c_part
 
-    # -- RMIA (METRICS.md 3.5) -----------------------------------------------------------------
+    # -- RMIA ------------------------------------------------------------------------------------
 
     def _rmia_negatives(self) -> np.ndarray:
         """Pool positions of the negatives H (forgotten classes only in class scenarios)."""

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 def seeds_for(replicate: int) -> dict[str, int]:
-    """Seed policy (METRICS.md N6): one replicate varies train, retrain and unlearn seeds."""
+    """Seed policy: one replicate varies train, retrain and unlearn seeds."""
     return {
         "seed_train": replicate,
         "seed_retrain": 1000 + replicate,
@@ -78,7 +78,7 @@ class RunSummary:
 
 
 def _forget_stats(sig: ModelSignals) -> dict[str, float]:
-    """Descriptive forget-set statistics (METRICS.md 1.7): means of conf, loss, entropy."""
+    """Descriptive forget-set statistics: means of conf, loss, entropy."""
     f = sig.forget
     return {
         "forget_conf_mean": float(np.mean(f.conf)),
@@ -387,7 +387,7 @@ class _Refs:
         return self._cache[key]
 
     def weight_distance(self, model) -> dict[str, float]:
-        """METRICS.md 2.7: ``wdist_rel`` / ``wdist_l2`` to Retrain, only when Retrain shares
+        """``wdist_rel`` / ``wdist_l2`` to Retrain, only when Retrain shares
         θ_o's initialisation (otherwise the distance means nothing and is not reported)."""
         if not self.same_init:
             return {}
@@ -395,7 +395,7 @@ class _Refs:
         return {"wdist_rel": float(d["wdist_rel"]), "wdist_l2": float(d["wdist_l2"])}
 
     def relearn(self, model) -> dict[str, float]:
-        """METRICS.md 2.9's readouts of ``model``: relearn time and AIN against Retrain."""
+        """The relearn readouts of ``model``: relearn time and AIN against Retrain."""
         orig = self.original()[0]
         if "relearn_target" not in self._cache:
             self._cache["relearn_target"] = mean_loss(orig, self.task.forget, device=self.device)

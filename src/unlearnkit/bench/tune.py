@@ -1,6 +1,6 @@
 """Choose a benchmark's method defaults by a seeded random search on the validation split.
 
-The search never reads the test split (METRICS.md pitfall 4, METHODS.md section 0.7):
+The search never reads the test split, so model selection cannot leak it:
 
 * **Validation view.** The bundle's test split is replaced by its validation split, so test
   accuracy and the non-member side of every attack read ``D_val`` only.
@@ -11,7 +11,7 @@ The search never reads the test split (METRICS.md pitfall 4, METHODS.md section 
   trained on the full training split and shared with the benchmark through the
   :class:`~unlearnkit.audit.bank.OracleBank`); ``theta_r`` is retrained with the same recipe on
   the validation task's retain set.
-* **Objective.** The paired Avg. Gap (METRICS.md 2.2, preset ``salun``: UA, RA, TA,
+* **Objective.** The paired Avg. Gap (preset ``salun``: UA, RA, TA,
   MIA-Efficacy) of the unlearned model to ``theta_r``, averaged over the seed replicates; ties
   are broken by the ``natmu``-preset Avg. Gap; a run that diverges or fails scores ``+inf``.
 * **Search.** Trial 0 is the configuration the benchmark runs now (the method's ``digits``
@@ -76,7 +76,7 @@ VAL_SPLIT_SEED_OFFSET = 100
 #: classes the benchmark forgets.
 VAL_CLASS_SHIFT = 1
 
-#: METHODS.md section 4: the digits search spaces, keyed by registry name, with config keys.
+#: The library's digits search spaces, keyed by registry name, with config keys.
 #: SCRUB's ``msteps`` is ``int(1, epochs)``: the table holds its widest range and the draw is
 #: redone in ``[1, epochs]`` once ``epochs`` is drawn (:data:`_CONDITIONAL`).
 DIGITS_SEARCH_SPACES: dict[str, dict[str, Dist]] = {
@@ -325,14 +325,14 @@ def resolve_search_space(
     """The space a search uses and where it comes from.
 
     Returns:
-        ``(space, source)`` with ``source`` one of ``"given"``, ``"METHODS.md section 4"``
+        ``(space, source)`` with ``source`` one of ``"given"``, ``"digits search space"``
         (:data:`DIGITS_SEARCH_SPACES`) or ``"registered"`` (the method's ``search_space``).
     """
     mspec = get_method(method)
     if search_space is not None:
         space, source = dict(search_space), "given"
     elif mspec.name in DIGITS_SEARCH_SPACES:
-        space, source = dict(DIGITS_SEARCH_SPACES[mspec.name]), "METHODS.md section 4"
+        space, source = dict(DIGITS_SEARCH_SPACES[mspec.name]), "digits search space"
     else:
         space, source = dict(mspec.search_space), "registered"
     for key, dist in space.items():
@@ -459,7 +459,7 @@ class TuneResult:
         preset: the preset the benchmark applies (``"digits"``) or ``None``.
         base_overrides: the spec's current overrides for this method and scenario.
         search_space: the space, as text (``"loguniform(0.001, 0.1)"``).
-        space_source: ``"given"``, ``"METHODS.md section 4"`` or ``"registered"``.
+        space_source: ``"given"``, ``"digits search space"`` or ``"registered"``.
         seeds: the seed replicates averaged (``seeds_for(rep)`` of the benchmark runner).
         seed: the seed of the random draws.
         trials: every trial; ``trials[0]`` is the current default.

@@ -17,7 +17,7 @@ __all__ = ["DatasetBundle", "Normalization", "Split", "stratified_split", "tenso
 
 @dataclass(frozen=True)
 class Normalization:
-    """The map from raw inputs to model inputs (METHODS.md section 0.4).
+    """The map from raw inputs to model inputs.
 
     ``model_input = ((raw - lo) / (hi - lo) - mean) / std`` per channel (or per feature), where
     ``(lo, hi) = raw_range``. ``mean``/``std`` of ``None`` mean 0 and 1.

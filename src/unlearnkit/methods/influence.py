@@ -1,4 +1,4 @@
-"""Influence Unlearning with the WoodFisher inverse approximation (METHODS.md section 2.13).
+"""Influence Unlearning with the WoodFisher inverse approximation.
 
 One Newton-like step, no optimizer: remove the forget set's influence on the empirical risk
 minimiser by ``θ ← θ + α · Ĥ⁻¹ v``, where ``v`` is the (scaled) difference of the forget and
@@ -95,7 +95,7 @@ def influence_direction(g_f: torch.Tensor, g_r: torch.Tensor, n_f: int, n_r: int
 
 
 def woodfisher_recursion(v: torch.Tensor, grads, n: int) -> torch.Tensor:
-    """The reference's WoodFisher recursion, as written in METHODS.md 2.13 step 3.
+    """The reference's WoodFisher recursion (step 3 of :func:`influence`).
 
     ``k ← v``, ``o ← None``; for each single-sample gradient ``g`` in order: the first sets
     ``o ← g``; every later one does ``t = o·g``, ``k ← k − ((k·g)/(n + t))·o``,
@@ -146,7 +146,7 @@ def influence(model: nn.Module, data: DataViews, config: InfluenceConfig, *, ctx
     """``θ ← θ + α·k`` with ``k`` the WoodFisher-preconditioned influence direction.
 
     Reference: OPTML-Group/Unlearn-Saliency ``unlearn/Wfisher.py``; xcadet/deepunlearn
-    ``munl/unlearning/iu.py``. Steps (METHODS.md 2.13):
+    ``munl/unlearning/iu.py``. Steps:
 
     1. ``g_f``, ``g_r``: summed per-sample gradients of D_f and D_r (batch means times batch
        sizes, dataset order, eval mode);

@@ -33,7 +33,7 @@ CLAMPS = ("batch_minmax", "pixel_range", "none")
 MODEL_MODES = ("train", "eval")
 DENOMINATORS = ("perturbed_diff", "noise")
 
-# The defaults that ``mode`` gives the individual options (METHODS.md 1.3, "Original vs robust").
+# The defaults that ``mode`` gives the individual options (original vs robust).
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "original": {
         "reduction": "sum",
@@ -334,7 +334,7 @@ def lipschitz_loss(
 
 
 class _SafetyGuard:
-    """JiT's optional safety guard (METHODS.md 1.3, "Original vs robust") [lib].
+    """JiT's optional safety guard [lib].
 
     Before the first update it reads the validation accuracy ``a_0``. After every update it
     reads it again and keeps the weights of the best step so far (the latest one on ties: the

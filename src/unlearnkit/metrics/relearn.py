@@ -1,4 +1,4 @@
-"""Relearn time and the Anamnesis Index (METRICS.md section 2.9).
+"""Relearn time and the Anamnesis Index.
 
 Both ask how quickly forgotten knowledge comes back when a model is fine-tuned again. A model
 that still holds the forget set's information relearns it in fewer steps than the retrained
@@ -174,7 +174,7 @@ def relearn_time(
             ``batch_size`` are drawn from it with replacement.
         forget: ``D_f``, where the loss is read.
         target_loss: ``L_f(θ_o)``, the original model's mean forget loss (:func:`mean_loss`).
-        lr, batch_size, max_steps, tol: METRICS.md 2.9's readout (SGD lr 0.01, no momentum or
+        lr, batch_size, max_steps, tol: the readout's settings (SGD lr 0.01, no momentum or
             weight decay, 500 per batch, at most 100 steps, tolerance 1e-5).
         seed: the batch-drawing seed; use one seed for θ_u and θ_r.
         legacy_proximal: λ of the original readout's pull ``λ/2 · ‖θ − θ_start‖²`` (0: off).
@@ -244,7 +244,7 @@ def anamnesis_index(
     seed: int = 0,
     device: Any = None,
 ) -> dict[str, float]:
-    """AIN = ``rt(θ_u) / rt(θ_r)`` (METRICS.md 2.9), with both fine-tunes on the same batches.
+    """AIN = ``rt(θ_u) / rt(θ_r)``, with both fine-tunes on the same batches.
 
     Returns ``ain``, ``ain_rt_u``, ``ain_rt_r``, ``ain_censored_u`` / ``ain_censored_r``
     (1.0 when that fine-tune hit ``max_steps``) and ``ain_target_acc``. ``ain`` is NaN when

@@ -1,7 +1,7 @@
 """Per-sample signals of one model on one split, computed once and read by every metric.
 
 :class:`SplitSignals` holds the logits and labels of a split and derives, lazily and in float64,
-the signals of METRICS.md section 0.4 (``conf``, ``corr``, ``loss``, ``entropy``, ``m_entropy``,
+the signals (``conf``, ``corr``, ``loss``, ``entropy``, ``m_entropy``,
 ``prob``, ``phi``). :func:`compute_signals` runs the one forward pass with evaluation hygiene
 (eval mode, no grad, no shuffling, the model's mode restored afterwards).
 """
@@ -23,7 +23,7 @@ _TINY = 1e-30
 
 
 def log_softmax64(logits: np.ndarray) -> np.ndarray:
-    """Return ``log_softmax`` of ``logits`` (n, K) computed in float64 (METRICS.md N7)."""
+    """Return ``log_softmax`` of ``logits`` (n, K) computed in float64."""
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -107,7 +107,7 @@ class SplitSignals:
 
     @property
     def m_entropy(self) -> np.ndarray:
-        """Song & Mittal modified entropy (METRICS.md section 0.4)."""
+        """Song & Mittal modified entropy."""
 
         def _ment() -> np.ndarray:
             p = self.prob
@@ -149,7 +149,7 @@ def compute_signals(
 
     The model is put in eval mode under ``torch.no_grad()``, batches are taken in order with no
     shuffling and no dropped remainder, and the model's previous training mode is restored, even
-    if the forward pass raises (METRICS.md N2).
+    if the forward pass raises.
     """
     import torch
 

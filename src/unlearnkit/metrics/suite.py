@@ -1,4 +1,4 @@
-"""Metric tiers A and B (METRICS.md sections 1 and 2) and the :func:`evaluate` front door.
+"""Metric tiers A and B and the :func:`evaluate` front door.
 
 Signals are computed once per (model, split) by :func:`model_signals`; every metric after that
 is a pure function of signals (:mod:`unlearnkit.metrics.functional`).
@@ -171,7 +171,7 @@ def tier_a(
     teacher: ModelSignals | None = None,
     seed_attack: int = 0,
 ) -> dict[str, float]:
-    """Tier-A metrics of one model from its signals (METRICS.md section 1).
+    """Tier-A metrics of one model from its signals.
 
     Args:
         sig: the model's signals.
@@ -206,7 +206,7 @@ def tier_a(
 
 
 def collateral(sig: ModelSignals, sig_o: ModelSignals, k: int = 2) -> dict[str, float]:
-    """METRICS.md 2.3, class-wise scenarios: accuracy on the ``k`` test classes that ``θ_o``
+    """Class-wise scenarios: accuracy on the ``k`` test classes that ``θ_o``
     most confuses with the forgotten class(es) (:func:`neighbour_classes`), ``acc_neighbours``,
     and its change from ``θ_o``, ``collateral_acc_neighbours`` (negative: collateral damage).
     Empty for sample-wise scenarios."""
@@ -226,7 +226,7 @@ def tier_b(
     sig_u: ModelSignals,
     sig_r: ModelSignals,
 ) -> dict[str, float]:
-    """Tier-B comparisons of a model with its paired Retrain (METRICS.md section 2)."""
+    """Tier-B comparisons of a model with its paired Retrain."""
     out: dict[str, float] = {}
     out.update(gaps(m_u, m_r, [k for k in TIER_A_KEYS if k in m_u and k in m_r]))
     for preset in ("salun", "natmu"):
@@ -283,7 +283,7 @@ def evaluate(
         original: the original model theta_o; adds, in class-wise scenarios, the collateral
             accuracy on the classes it most confuses with the forgotten one
             (``acc_neighbours``, ``collateral_acc_neighbours``); needed by ``relearn``.
-        relearn: add METRICS.md 2.9's optional readouts (each costs short fine-tunes):
+        relearn: add the optional relearn readouts (each costs short fine-tunes):
             ``relearn_steps`` / ``relearn_censored`` (and Retrain's, ``ref_``-prefixed) and,
             with ``reference``, the Anamnesis Index ``ain`` with its ``ain_*`` details. See
             :mod:`unlearnkit.metrics.relearn`.

@@ -144,7 +144,7 @@ def check_method(
     scenario: str = "random",
     bn: bool = False,
 ) -> None:
-    """Run the conformance rules of STYLE.md on a registered method.
+    """Run the library's conformance rules on a registered method.
 
     Checks: the input model is untouched; the same seed gives the same weights; parameter
     names and shapes (and the output dimension K) come back unchanged, in eval mode, on CPU;

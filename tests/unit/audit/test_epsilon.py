@@ -1,6 +1,6 @@
-"""Known-answer tests of the NeurIPS-2023 ε / H-score (METRICS.md 3.6, golden tests 4.15).
+"""Known-answer tests of the NeurIPS-2023 ε / H-score.
 
-Expected ε include the δ correction; the ε tolerance is 1e-5 (METRICS.md 4.15).
+Expected ε include the δ correction; the ε tolerance is 1e-5.
 """
 
 from __future__ import annotations

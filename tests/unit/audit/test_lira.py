@@ -1,4 +1,4 @@
-"""Known-answer tests of LiRA and U-LiRA on synthetic φ (METRICS.md 3.3-3.4, golden tests 4.13)."""
+"""Known-answer tests of LiRA and U-LiRA on synthetic φ."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Known-answer tests of the logit-scaled confidence φ (METRICS.md 3.1, golden tests 4.12)."""
+"""Known-answer tests of the logit-scaled confidence φ."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Known-answer tests of offline RMIA (METRICS.md 3.5, golden tests 4.14)."""
+"""Known-answer tests of offline RMIA."""
 
 from __future__ import annotations
 

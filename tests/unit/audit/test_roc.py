@@ -1,4 +1,4 @@
-"""Known-answer tests of the ROC helpers and Clopper–Pearson (METRICS.md 3.7-3.8, golden 4.16)."""
+"""Known-answer tests of the ROC helpers and Clopper–Pearson."""
 
 from __future__ import annotations
 

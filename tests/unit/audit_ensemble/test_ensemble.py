@@ -1,4 +1,4 @@
-"""Ensemble training (METRICS.md 3.2): every member equals the model trained alone."""
+"""Ensemble training: every member equals the model trained alone."""
 
 from __future__ import annotations
 

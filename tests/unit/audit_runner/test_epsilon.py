@@ -1,4 +1,4 @@
-"""The epsilon audit (NeurIPS-2023 score, METRICS.md 3.6): stored, reused, never trains twice."""
+"""The epsilon audit (NeurIPS-2023 score): stored, reused, never trains twice."""
 
 from __future__ import annotations
 

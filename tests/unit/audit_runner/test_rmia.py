@@ -1,4 +1,4 @@
-"""The RMIA-vs-Retrain audit (METRICS.md 3.5): references, population, negatives, control."""
+"""The RMIA-vs-Retrain audit: references, population, negatives, control."""
 
 from __future__ import annotations
 

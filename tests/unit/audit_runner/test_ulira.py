@@ -1,4 +1,4 @@
-"""The U-LiRA audit (METRICS.md 3.4): shadow splits, forget sets, method and Retrain control."""
+"""The U-LiRA audit: shadow splits, forget sets, method and Retrain control."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Opt-in benchmark readouts: relearn time / AIN (METRICS.md 2.9) and the weight distance (2.7)."""
+"""Opt-in benchmark readouts: relearn time / AIN and the weight distance."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_relearn_must_be_a_boolean() -> None:
 
 def test_same_init_retrain_adds_the_weight_distance(tmp_path: Path) -> None:
     """``retrain_init: same_init``: Retrain starts from θ_o's initial weights, so the weight
-    distance to it means something (METRICS.md 2.7) and is reported; Retrain's own is 0."""
+    distance to it means something and is reported; Retrain's own is 0."""
     spec = spec_from_dict({**SPEC, "retrain_init": "same_init"})
     run_benchmark(spec, tmp_path)
     rows = _rows(tmp_path)

@@ -119,7 +119,7 @@ def test_search_trial0_is_the_preset_best_is_min_and_deterministic(spec, bank):
     ft = get_method("finetune")
     assert ft.make_config(a.trials[0].overrides, preset=a.preset) == ft.make_config(preset="digits")
     assert [t.index for t in a.trials] == [0, 1, 2, 3]
-    assert a.space_source == "METHODS.md section 4"
+    assert a.space_source == "digits search space"
     for t in a.trials[1:]:
         assert set(t.overrides) == {"lr", "epochs"}
         assert 1e-3 <= t.overrides["lr"] <= 1e-1 and 1 <= t.overrides["epochs"] <= 30

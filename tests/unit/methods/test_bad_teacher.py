@@ -1,4 +1,4 @@
-"""Bad Teacher (METHODS.md section 2.11)."""
+"""Bad Teacher."""
 
 from __future__ import annotations
 

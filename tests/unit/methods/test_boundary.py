@@ -1,4 +1,4 @@
-"""Boundary Shrink and Boundary Expanding (METHODS.md section 2.8)."""
+"""Boundary Shrink and Boundary Expanding."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fisher Forgetting (METHODS.md section 2.12)."""
+"""Fisher Forgetting."""
 
 from __future__ import annotations
 

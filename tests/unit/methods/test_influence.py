@@ -1,4 +1,4 @@
-"""Influence Unlearning / WoodFisher (METHODS.md 2.13): the tests its spec lists, and more."""
+"""Influence Unlearning / WoodFisher: the reference's steps and the library's guards."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Known-answer and behaviour tests of JiT (METHODS.md section 1.3, unit tests 1-5)."""
+"""Known-answer and behaviour tests of JiT."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""l1-sparse (METHODS.md section 2.6)."""
+"""l1-sparse."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""NegGrad+ (METHODS.md section 2.4)."""
+"""NegGrad+."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Random Labels / Amnesiac (METHODS.md section 2.5)."""
+"""Random Labels / Amnesiac."""
 
 from __future__ import annotations
 

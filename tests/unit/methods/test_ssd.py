@@ -1,4 +1,4 @@
-"""SSD and LFSSD (METHODS.md section 2.10)."""
+"""SSD and LFSSD."""
 
 from __future__ import annotations
 

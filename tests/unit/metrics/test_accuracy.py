@@ -1,4 +1,4 @@
-"""Known-answer tests of the accuracies (METRICS.md 1.1, golden tests 4.1)."""
+"""Known-answer tests of the accuracies."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def test_empty_sets():
 
 
 # --------------------------------------------------------------------------------------------
-# METRICS.md 2.3: collateral accuracy on the classes most confused with the forgotten one
+# Collateral accuracy on the classes most confused with the forgotten one
 
 
 def _sig(logits, labels):

@@ -1,4 +1,4 @@
-"""Known-answer tests of the distances to Retrain (METRICS.md 2.5, 2.7; golden 4.9, 4.10)."""
+"""Known-answer tests of the distances to Retrain."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Known-answer tests of gaps, Avg. Gap, ToW, retention and floors (METRICS.md 2.1-2.4, 2.8,
-2.10; golden tests 4.6-4.8, 4.11)."""
+"""Known-answer tests of gaps, Avg. Gap, ToW, retention and floors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Known-answer tests of the population MIAs (METRICS.md 1.2-1.4, golden tests 4.2-4.4)."""
+"""Known-answer tests of the population MIAs."""
 
 from __future__ import annotations
 

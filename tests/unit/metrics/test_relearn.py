@@ -1,4 +1,4 @@
-"""Relearn time and the Anamnesis Index (METRICS.md 2.9, golden test 4.11(b))."""
+"""Relearn time and the Anamnesis Index."""
 
 from __future__ import annotations
 

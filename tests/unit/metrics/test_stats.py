@@ -1,4 +1,4 @@
-"""Known-answer tests of the summary statistics (METRICS.md 2.4, 2.11; golden 4.8(b), 4.11(d))."""
+"""Known-answer tests of the summary statistics."""
 
 from __future__ import annotations
 

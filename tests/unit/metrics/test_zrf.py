@@ -1,4 +1,4 @@
-"""Known-answer tests of ZRF (METRICS.md 1.5, golden tests 4.5)."""
+"""Known-answer tests of ZRF."""
 
 from __future__ import annotations
 

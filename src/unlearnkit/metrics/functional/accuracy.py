@@ -1,4 +1,4 @@
-"""Accuracies FA, UA, RA, TA and VA (METRICS.md section 1.1).
+"""Accuracies FA, UA, RA, TA and VA.
 
 Every accuracy is sample-weighted, ``#correct / #samples`` over the whole set (N3). The per-batch
 mean that SSD/JiT log is available only through :func:`batch_mean_accuracy` and the
@@ -90,7 +90,7 @@ def accuracy_metrics(
     legacy_batch_mean: bool = False,
     batch_size: int | None = None,
 ) -> dict[str, float]:
-    """Compute FA, UA, RA, TA and the optional accuracies of METRICS.md section 1.1.
+    """Compute FA, UA, RA, TA and the optional accuracies.
 
     Args:
         forget: signals on ``D_f``.
@@ -142,7 +142,7 @@ def accuracy_metrics(
 
 
 def neighbour_classes(original_forget_test: SplitSignals, k: int = 2) -> list[int]:
-    """The ``k`` classes most confused with the forgotten class(es) by ``θ_o`` (METRICS.md 2.3).
+    """The ``k`` classes most confused with the forgotten class(es) by ``θ_o``.
 
     The confusion row is soft [lib]: ``θ_o``'s mean predicted probability of each class over
     ``D_te^fgt``, the forgotten samples' own labels excluded, so the ranking exists even when

@@ -1,4 +1,4 @@
-"""Distances between the unlearned model and Retrain (METRICS.md sections 2.5 and 2.7).
+"""Distances between the unlearned model and Retrain.
 
 Output distances compare the two models' predictive distributions sample by sample on one split
 (``D_f`` primarily; ``D_te^rem`` and a ``D_r`` subsample for collateral damage). The weight
@@ -65,7 +65,7 @@ def _mean(per_sample: np.ndarray) -> float:
 
 
 def js_to_retrain(u: ProbsLike, r: ProbsLike) -> float:
-    """Return ``mean_x JS_e(p_u(x), p_r(x))`` in nats, in [0, ln 2] (METRICS.md 2.5).
+    """Return ``mean_x JS_e(p_u(x), p_r(x))`` in nats, in [0, ln 2].
 
     ``JS_e(p, q) = 1/2 KL(p || m) + 1/2 KL(q || m)`` with ``m = (p + q) / 2`` and ``0 ln 0 = 0``;
     per sample it equals ``scipy.spatial.distance.jensenshannon(p, q) ** 2``. Symmetric.
@@ -86,7 +86,7 @@ def js_to_retrain(u: ProbsLike, r: ProbsLike) -> float:
 def kl_to_retrain(u: ProbsLike, r: ProbsLike) -> float:
     """Return ``mean_x KL(p_r(x) || p_u(x)) = mean_x sum_c p_r,c (ln p_r,c - ln p_u,c)``.
 
-    Our definition of NatMU's "KL_avg" (METRICS.md 2.5). With signals the logarithms come from
+    Our definition of NatMU's "KL_avg". With signals the logarithms come from
     float64 ``log_softmax`` (N7); probabilities given directly are clipped at 1e-12 before the
     logarithm. Terms with ``p_r,c = 0`` are 0. Not symmetric.
 
@@ -120,7 +120,7 @@ def actdist_l1(u: ProbsLike, r: ProbsLike) -> float:
 def output_distances(
     sig_u: ProbsLike, sig_r: ProbsLike, suffix: str = "forget"
 ) -> dict[str, float]:
-    """Compute every output distance of METRICS.md 2.5 on one split, keys suffixed by the split.
+    """Compute every output distance on one split, keys suffixed by the split.
 
     Args:
         sig_u: the unlearned model's signals (or probabilities) on the split.
@@ -172,7 +172,7 @@ def weight_distance(
     """Compute the relative and absolute L2 distance between two networks' parameters.
 
     Reference code: AdityaGolatkar/SelectiveForgetting ``Forgetting.ipynb`` (``distance``);
-    xcadet/deepunlearn ``munl/evaluation/model_distances.py`` (METRICS.md 2.7)::
+    xcadet/deepunlearn ``munl/evaluation/model_distances.py``::
 
         wdist_rel = sqrt( sum_params ||w_u - w_r||^2 / sum_params ||w_u||^2 )
         wdist_l2  = sqrt( sum_params ||w_u - w_r||^2 )

@@ -5,7 +5,6 @@ challenge; Triantafillou et al. (2024), "Are we making progress in unlearning?".
 google-deepmind/unlearning_evaluation ``metric.py`` (``compute_forget_score_from_confs``,
 ``_get_epsilons``, ``_get_single_threshold_rates``, ``_get_double_threshold_rates``) and
 ``main.py``.
-Normative text: METRICS.md §3.6 (with its bit-for-bit checklist) and golden tests §4.15.
 
 This is the CPU ``searchsorted`` port. The reference tiles ``[N, #rules]`` boolean matrices on
 CUDA; here each side of an example is sorted once and every rule's counts come from
@@ -57,7 +56,7 @@ _DISCARDED = np.float32(-1.0)  # sentinel below every surviving ε (which are cl
 def n_bins(n_models: int) -> int:
     """Return the number of H-score bins ``B = 2·ceil(ln(N − 1))`` for N models per side.
 
-    Bins have width 0.5 and start at 0 (METRICS.md §3.6 step 7), e.g. N = 8 → 4, 64 → 10,
+    Bins have width 0.5 and start at 0, e.g. N = 8 → 4, 64 → 10,
     512 → 14; N = 2 gives no bins.
 
     Args:
@@ -78,7 +77,7 @@ def n_bins(n_models: int) -> int:
 def h_score(eps: ArrayLike, n_models: int) -> np.ndarray:
     """Return the per-example H-score ``2^{−floor(2ε)}``, or 0 past the last bin.
 
-    Reference: ``compute_forget_score_from_confs`` (METRICS.md §3.6 step 7). With
+    Reference: ``compute_forget_score_from_confs``. With
     ``k = floor(2ε)``, ``H = 2^{−k}`` if ``k < n_bins(N)`` else 0; a value exactly on an edge goes
     to the upper bin (ε = 0.5 → 0.5).
 
@@ -108,7 +107,7 @@ def _epsilon_table(n: int) -> np.ndarray:
 
     ``i`` = positives predicted positive (TPR = i/N, FNR = (N − i)/N) and ``j`` = negatives
     predicted positive (FPR = j/N, TNR = (N − j)/N). Entries: +inf for perfect separation,
-    ``_DISCARDED`` for discarded rules, else the clipped float32 ε of METRICS.md §3.6 step 5.
+    ``_DISCARDED`` for discarded rules, else the clipped float32 ε.
     """
     k = np.arange(n + 1, dtype=np.float32)
     nn = np.float32(n)
@@ -214,7 +213,7 @@ def per_example_epsilon(
 ) -> tuple[float, dict[str, Any]]:
     """Return the ε of one forget example from its unlearned and retrained φ populations.
 
-    Implements METRICS.md §3.6 steps 1–6 (``compat="reference"``): orientation by strict ``>`` on
+    Implements the reference computation (``compat="reference"``): orientation by strict ``>`` on
     medians, the float64 range valve, the float32 single-threshold grid (``torch.linspace``), the
     float64 double-threshold grid (``numpy.linspace``), float32 rates and ε, the discard rules and
     the cap at 50. Counts come from ``searchsorted`` on each sorted side.
@@ -223,7 +222,7 @@ def per_example_epsilon(
         u: φ of the example under the N unlearned models.
         r: φ of the example under the N retrained models (same N).
         family: ``"both"`` (default, the reference), or ``"single"`` / ``"double"`` to restrict
-            the rule families (diagnostics and golden test 4.15(e)).
+            the rule families (diagnostics).
 
     Returns:
         ``(eps, diag)``. ``eps`` is a float in [0, 50] (the float32 ε widened to float64).
@@ -350,7 +349,7 @@ def neurips23_score(
     """Compute the NeurIPS-2023 challenge score: per-example ε, H-score, F and the final score.
 
     For each forget example, ε is the largest privacy loss that any single- or double-threshold
-    rule reveals between the N unlearned and N retrained φ values (METRICS.md §3.6). Then
+    rule reveals between the N unlearned and N retrained φ values. Then
     ``H_e = 2^{−floor(2ε_e)}`` over ``2·ceil(ln(N−1))`` bins, ``F = mean_e H_e`` and
 
         final = F · (mean RA_u / mean RA_r) · (mean TA_u / mean TA_r).

@@ -1,4 +1,4 @@
-"""Comparisons of an unlearned model with Retrain (METRICS.md sections 2.1-2.4, 2.8, 2.10).
+"""Comparisons of an unlearned model with Retrain.
 
 Retrain is the anchor (N4): a forgetting metric is read as its distance to Retrain's value, never
 maximised. Every function here takes plain metric dicts (as returned by the Tier-A functions) of
@@ -37,7 +37,7 @@ __all__ = [
 
 Metrics = Mapping[str, object]
 
-#: Metric sets of the Avg. Gap (METRICS.md 2.2). |dUA| = |dFA|, so they differ only in the MIA.
+#: Metric sets of the Avg. Gap. |dUA| = |dFA|, so they differ only in the MIA.
 AVG_GAP_PRESETS: dict[str, tuple[str, ...]] = {
     "salun": ("ua", "acc_retain", "acc_test", "mia_svc_conf_nonmember_rate"),
     "natmu": ("acc_forget", "acc_retain", "acc_test", "mia_lr_entropy_member_rate"),
@@ -96,7 +96,7 @@ def _abs_diffs(m_a: Metrics, m_b: Metrics, keys: Iterable[str] | None, prefix: s
 
 
 def gaps(m_u: Metrics, m_r: Metrics, keys: Iterable[str] | None = None) -> dict[str, float]:
-    """Return ``gap_<m> = |m(theta_u) - m(theta_r)|`` for every metric (METRICS.md 2.1).
+    """Return ``gap_<m> = |m(theta_u) - m(theta_r)|`` for every metric.
 
     Args:
         m_u: metrics of the unlearned model.
@@ -111,7 +111,7 @@ def gaps(m_u: Metrics, m_r: Metrics, keys: Iterable[str] | None = None) -> dict[
 
 
 def noise_floor(m_r2: Metrics, m_r: Metrics, keys: Iterable[str] | None = None) -> dict[str, float]:
-    """Return ``floor_<m> = |m(theta_r') - m(theta_r)|`` between two Retrains (METRICS.md 2.10).
+    """Return ``floor_<m> = |m(theta_r') - m(theta_r)|`` between two Retrains.
 
     A method whose gap is within about the floor is indistinguishable from retraining.
 
@@ -158,7 +158,7 @@ def avg_gap(
     preset: str | Sequence[str] = "salun",
     weights: Mapping[str, float] | None = None,
 ) -> float:
-    """Return the Avg. Gap of one paired replicate: ``(1/|M|) sum_m |m_u - m_r|`` (METRICS.md 2.2).
+    """Return the Avg. Gap of one paired replicate: ``(1/|M|) sum_m |m_u - m_r|``.
 
     This is the per-replicate term of the paired variant [lib]; report its mean +- std over
     replicates (:func:`avg_gap_paired`). The paper-compatible trial-mean variant is
@@ -258,7 +258,7 @@ def avg_gap_paired(
 
 
 def signed_gaps(m_u: Metrics, m_r: Metrics) -> dict[str, float]:
-    """Return the signed over-forgetting keys of METRICS.md 2.3 (negative = over-forgetting).
+    """Return the signed over-forgetting keys (negative = over-forgetting).
 
     * ``signed_fa = FA_u - FA_r``
     * ``signed_mia_member = member_rate_u - member_rate_r`` (entropy-LR)
@@ -296,7 +296,7 @@ def _product_of_closeness(m_u: Metrics, m_r: Metrics, keys: Sequence[str]) -> fl
 
 
 def tow(m_u: Metrics, m_r: Metrics) -> float:
-    """Return ToW ``(1 - |dFA|)(1 - |dRA|)(1 - |dTA|)`` of one paired replicate (METRICS.md 2.4).
+    """Return ToW ``(1 - |dFA|)(1 - |dRA|)(1 - |dTA|)`` of one paired replicate.
 
     Reference: Zhao et al. (2024), "What makes unlearning hard and what to do about it"; code
     kairanzhao/RUM ``surgical_plugins/analysis.py``. Ideal 1. Aggregate over replicates with
@@ -327,7 +327,7 @@ def _ratio(num: float, den: float) -> float:
 
 
 def retention(m_u: Metrics, m_r: Metrics) -> dict[str, float]:
-    """Return ``retention_ra = RA_u / RA_r`` and ``retention_ta = TA_u / TA_r`` (METRICS.md 2.8).
+    """Return ``retention_ra = RA_u / RA_r`` and ``retention_ta = TA_u / TA_r``.
 
     Not capped at 1. Reference code: xcadet/deepunlearn ``munl/evaluation/retention.py``.
 
@@ -344,10 +344,10 @@ def retention(m_u: Metrics, m_r: Metrics) -> dict[str, float]:
 
 
 def rte_ratio(t_retrain: float, t_unlearn: float) -> float:
-    """Return ``t_retrain / t_unlearn``; higher is better (METRICS.md 2.8).
+    """Return ``t_retrain / t_unlearn``; higher is better.
 
     Reference code: xcadet/deepunlearn ``munl/evaluation/run_time_efficiency.py``. Both times
-    must be measured with the rules of METRICS.md 1.6.
+    must be measured the same way, on the same hardware.
 
     Raises:
         DataError: if a time is negative or not finite.

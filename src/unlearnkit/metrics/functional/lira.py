@@ -4,10 +4,9 @@ References: Carlini, Chien, Nasr, Song, Terzis, Tramèr (2022), "Membership Infe
 First Principles" (LiRA); Hayes, Shumailov, Triantafillou, Khalifa, Papernot (2024), "Inexact
 Unlearning Needs More Careful Evaluations to Avoid a False Sense of Privacy" (U-LiRA).
 Reference code: tensorflow/privacy ``research/mi_lira_2021/score.py`` and ``plot.py``;
-xcadet/deepunlearn ``munl/lira/consolidate_predictions.py``. Normative text: METRICS.md §3.3,
-§3.4 (steps 3–5) and golden tests §4.13.
+xcadet/deepunlearn ``munl/lira/consolidate_predictions.py``.
 
-No model is trained here: the φ arrays (§3.1) come from the model bank. Every score is
+No model is trained here: the φ arrays come from the model bank. Every score is
 "larger = more likely member" (or, for U-LiRA, "more likely trained-then-unlearned").
 """
 
@@ -85,7 +84,7 @@ def gaussian_llr(
     """Return the Gaussian log-likelihood ratio ``ln N(x; μ_in, σ_in) − ln N(x; μ_out, σ_out)``.
 
     This is the LiRA online score for one observation and the U-LiRA score with
-    ``in = UNL``, ``out = NEV`` (METRICS.md §3.3, §3.4 step 4). No ``1e-30`` is added here.
+    ``in = UNL``, ``out = NEV``. No ``1e-30`` is added here.
 
     Args:
         x: observations.
@@ -106,7 +105,7 @@ def gaussian_llr(
 
 @dataclass(frozen=True)
 class LiraFit:
-    """Per-example IN/OUT Gaussians fitted on a bank (METRICS.md §3.3).
+    """Per-example IN/OUT Gaussians fitted on a bank.
 
     Arrays are (n, A) for n examples and A augmentations; a statistic over no model is NaN.
 
@@ -225,7 +224,7 @@ def lira_online(
 ) -> np.ndarray:
     """Return the online LiRA score, the mean log-likelihood ratio of IN over OUT.
 
-    ``Λ = mean_a [ln N(φ_a; μ_in, σ_in) − ln N(φ_a; μ_out, σ_out)]`` (METRICS.md §3.3).
+    ``Λ = mean_a [ln N(φ_a; μ_in, σ_in) − ln N(φ_a; μ_out, σ_out)]``.
 
     Args:
         phi_target: φ of the target model, (n,) or (n, A).
@@ -317,7 +316,7 @@ def lira_loo(
 ) -> dict[str, Any]:
     """Evaluate LiRA leave-one-out over target models and pool every (example, target) pair.
 
-    METRICS.md §3.3 protocol: each target model in turn is attacked with Gaussians fitted on the
+    Protocol: each target model in turn is attacked with Gaussians fitted on the
     other bank models; all pairs enter one ROC (AUC, balanced accuracy, TPR at low FPR with
     Clopper–Pearson intervals). [ref] uses only the last model as target (``targets=[-1]``).
 
@@ -376,8 +375,8 @@ def lira_vs_retrain(
 ) -> dict[str, Any]:
     """Run LiRA against θ_u and against θ_r on forget points (positives) vs held-out points.
 
-    METRICS.md §3.3, "LiRA against an unlearned model": a cheap screen, ideally with identical
-    curves; §3.4 is the proper test. Both targets are scored with the same bank fit.
+    LiRA against an unlearned model is a cheap screen, ideally with identical curves; U-LiRA
+    (:func:`ulira_score`) is the proper test. Both targets are scored with the same bank fit.
 
     Args:
         fit: :class:`LiraFit` of the bank on the audited points (D_f ∪ H).
@@ -441,7 +440,7 @@ def ulira_score(
 ) -> dict[str, Any]:
     """Score a U-LiRA bank: leave one split out, fit per-example Gaussians, pool all targets.
 
-    METRICS.md §3.4 steps 3–5. For target split ``t``, per-example Gaussians of the UNL and NEV
+    For target split ``t``, per-example Gaussians of the UNL and NEV
     φ values (median / std ddof 0 + 1e-30, or fixed variance) are fitted on the other splits;
     positives are the ``(x, θ^{t,m}_u)`` with role UNL, negatives those with role NEV, subsampled
     (seeded) to the number of positives; the score is
@@ -555,12 +554,11 @@ def ulira_score(
 def ulira_posterior_legacy(phi: ArrayLike, role: ArrayLike) -> dict[str, Any]:
     """Return Deep Unlearn's per-observation membership posterior (``legacy="deepunlearn"``).
 
-    Reproduces xcadet/deepunlearn ``consolidate_predictions.py`` (METRICS.md §3.4, "Deep Unlearn
-    differences"): per example, Gaussians (mean, std ddof 0, σ floored at 1e-30) are fitted on
-    **all** UNL and NEV observations and evaluated on the same observations, and each forgotten
-    observation gets ``N_unl/(N_unl + N_nev)``. The reference feeds 0/1 correctness as φ; pass
-    that array to reproduce it. In-sample fitting makes this optimistic; prefer
-    :func:`ulira_score`.
+    Reproduces xcadet/deepunlearn ``consolidate_predictions.py``: per example, Gaussians (mean,
+    std ddof 0, σ floored at 1e-30) are fitted on **all** UNL and NEV observations and evaluated
+    on the same observations, and each forgotten observation gets ``N_unl/(N_unl + N_nev)``. The
+    reference feeds 0/1 correctness as φ; pass that array to reproduce it. In-sample fitting makes
+    this optimistic; prefer :func:`ulira_score`.
 
     Args:
         phi: array (M, n) of the per-observation signal.

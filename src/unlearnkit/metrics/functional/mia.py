@@ -1,4 +1,4 @@
-"""Population membership-inference attacks of Tier A (METRICS.md sections 1.2-1.4).
+"""Population membership-inference attacks of Tier A.
 
 Three attack families are published under the name "MIA" and they count opposite things, so every
 key says its direction (N5):
@@ -90,7 +90,7 @@ def m_entropy_legacy(sig: SplitSignals) -> np.ndarray:
 
     Reproduces OPTML-Group/Unlearn-Saliency ``Classification/evaluation/SVC_MIA.py``, which
     indexes columns with the whole label vector and takes ``ln p`` where ``ln(1 - p)`` is meant
-    (METRICS.md section 1.2, "Legacy m_entropy"). For a sample of the evaluated set ``S`` with
+    (the legacy ``m_entropy``). For a sample of the evaluated set ``S`` with
     ``L_S`` the labels occurring anywhere in ``S``::
 
         -sum_{c in L_S} (1 - p_c) ln p~_c  -  sum_{c not in L_S} p_c ln p~_c
@@ -247,7 +247,7 @@ def mia_svc(
 
     Reference: Jia et al. (2023), "Model Sparsity Can Simplify Machine Unlearning", App. C.3;
     Fan et al. (2024), "SalUn". Code: OPTML-Group/Unlearn-Saliency
-    ``Classification/evaluation/SVC_MIA.py`` (METRICS.md section 1.2).
+    ``Classification/evaluation/SVC_MIA.py``.
 
     For each feature ``f``, ``SVC(C=3, rbf, gamma="auto")`` is fit on shadow members (a sample of
     ``D_r``, label 1) and shadow non-members (a sample of ``D_te^rem``, label 0) and applied to
@@ -334,7 +334,7 @@ def mia_lr_entropy(
 
     Reference: Chundawat et al. (2023), "Can Bad Teaching Induce Forgetting?". Code:
     if-loops/selective-synaptic-dampening ``src/metrics.py`` (``get_membership_attack_prob``);
-    ZhengbaoHe/NatMU ``sample-wise/utils/mia.py`` (METRICS.md section 1.3).
+    ZhengbaoHe/NatMU ``sample-wise/utils/mia.py``.
 
     Members are all of ``D_r`` (label 1) and non-members all of ``D_te`` (label 0, including
     forgotten-class test images in ``class`` forgetting, as in [ref]); the single, label-free
@@ -418,7 +418,7 @@ def mia_lr_loss_cv(
     """Compute the cross-validated accuracy of a loss-threshold attack, ``D_f`` vs unseen data.
 
     Reference: NeurIPS-2023 unlearning challenge starting kit (``simple_mia``); meghdadk/SCRUB;
-    xcadet/deepunlearn ``munl/evaluation/membership_inference_attack.py`` (METRICS.md 1.4).
+    xcadet/deepunlearn ``munl/evaluation/membership_inference_attack.py``.
 
     Both sides are shuffled with ``seed`` (forget first) and truncated to the smaller size; then
     ``LogisticRegression()`` on the 1-column loss is scored by accuracy over

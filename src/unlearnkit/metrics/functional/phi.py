@@ -1,6 +1,6 @@
 """Logit-scaled confidence φ, the per-sample signal of LiRA, U-LiRA and the NeurIPS-2023 score.
 
-Reference: METRICS.md §3.1. Reference code: tensorflow/privacy ``research/mi_lira_2021/score.py``
+Reference code: tensorflow/privacy ``research/mi_lira_2021/score.py``
 and google-deepmind/unlearning_evaluation ``metric.py`` (``compute_logit_scaled_confidence``).
 """
 
@@ -24,7 +24,7 @@ def logit_scaled_confidence(
 ) -> np.ndarray:
     """Return the logit-scaled confidence φ = ln p_y − ln Σ_{c≠y} p_c of every sample.
 
-    The default follows the reference arithmetic of METRICS.md §3.1 step by step, so that the
+    The default follows the reference arithmetic step by step, so that the
     NeurIPS-2023 score and LiRA reproduce the published numbers: max-subtraction and ``exp`` in
     the logits' own dtype (normally float32), normalisation in float64, ``p_wrong`` as the sum of
     the other entries (not ``1 − p_y``), and ``1e-45`` added inside both logarithms. Because

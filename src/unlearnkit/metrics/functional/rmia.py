@@ -2,8 +2,7 @@
 
 Reference: Zarifzadeh, Liu, Shokri (2024), "Low-Cost High-Power Membership Inference Attacks".
 Reference code: privacytrustlab/ml_privacy_meter ``attacks.py`` (``run_rmia``, ``tune_offline_a``,
-``get_rmia_out_signals``), ``audit.py``, ``documentation/mia.md``. Normative text: METRICS.md §3.5
-and golden tests §4.14.
+``get_rmia_out_signals``), ``audit.py``, ``documentation/mia.md``.
 
 The signal is ``s(x; θ) = p_y(x)`` (softmax at temperature 1). For a point v,
 ``m_out(v)`` is the mean signal over the reference models with v OUT,
@@ -172,7 +171,7 @@ def tune_offline_a(
 ) -> tuple[float, np.ndarray]:
     """Choose the offline coefficient ``a`` by attacking each reference model in turn.
 
-    METRICS.md §3.5 [lib]: each reference model is the temporary target, attacked with the
+    [lib] Each reference model is the temporary target, attacked with the
     references of the *other* pairs; ``a`` maximises the mean AUC over temporary targets, and the
     first maximum of the grid is kept on ties. Needs R ≥ 2 pairs; with R = 1 pass ``a`` yourself.
     ([ref] tunes on the target's paired model with one reference.)
@@ -241,7 +240,7 @@ def rmia_vs_retrain(
 ) -> dict[str, Any]:
     """Attack θ_u and θ_r with offline RMIA on forget points (positives) vs held-out points.
 
-    METRICS.md §3.5 "Unlearning use": ideal Δ = 0; ``auc_u`` clearly below ``auc_r`` (≈ 0.5)
+    Unlearning use: ideal Δ = 0; ``auc_u`` clearly below ``auc_r`` (≈ 0.5)
     means the forget points look less member-like than fresh data (over-forgetting).
 
     Args:

@@ -1,9 +1,8 @@
 """ROC curves, AUC, TPR at low FPR and Clopper–Pearson intervals for membership scores.
 
-Reference: METRICS.md §3.7 and §3.8. The TPR-at-FPR reading follows privacytrustlab/ml_privacy_meter
-``audit.py``; ``legacy="lira"`` follows tensorflow/privacy ``research/mi_lira_2021/plot.py``.
-Scores are "larger = more likely member": positives are members (or forgotten points), negatives
-are non-members.
+The TPR-at-FPR reading follows privacytrustlab/ml_privacy_meter ``audit.py``; ``legacy="lira"``
+follows tensorflow/privacy ``research/mi_lira_2021/plot.py``. Scores are "larger = more likely
+member": positives are members (or forgotten points), negatives are non-members.
 """
 
 from __future__ import annotations
@@ -149,7 +148,7 @@ def tpr_at_fpr(
 def balanced_accuracy_max(scores_pos: ArrayLike, scores_neg: ArrayLike) -> float:
     """Return the best balanced accuracy ``max_t [1 − (FPR + FNR)/2]`` over all thresholds.
 
-    This is the "accuracy" of tensorflow/privacy ``plot.py`` (METRICS.md §3.3).
+    This is the "accuracy" of tensorflow/privacy ``plot.py``.
 
     Args:
         scores_pos: scores of the positives, larger = member.
@@ -169,7 +168,7 @@ def balanced_accuracy_max(scores_pos: ArrayLike, scores_neg: ArrayLike) -> float
 def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     """Return the Clopper–Pearson (exact binomial) interval for ``k`` successes in ``n`` trials.
 
-    Reference: Clopper & Pearson (1934); METRICS.md §3.8. ``lower = BetaInv(α/2; k, n−k+1)``
+    Reference: Clopper & Pearson (1934). ``lower = BetaInv(α/2; k, n−k+1)``
     (0 if k = 0), ``upper = BetaInv(1−α/2; k+1, n−k)`` (1 if k = n). Equals statsmodels'
     ``proportion_confint(k, n, alpha, method="beta")``.
 
@@ -207,7 +206,7 @@ def low_fpr_report(
 ) -> dict[str, Any]:
     """Report AUC and TPR at each low-FPR budget, with Clopper–Pearson intervals and power flags.
 
-    METRICS.md §3.7: a reading at FPR α needs at least ``1/α`` negatives, otherwise it is flagged
+    A reading at FPR α needs at least ``1/α`` negatives, otherwise it is flagged
     ``underpowered``. The TPR interval counts ``k_pos`` positives at or above the chosen threshold
     out of ``n_pos``; the realised-FPR interval counts ``k_neg`` of ``n_neg``.
 
@@ -277,7 +276,7 @@ def retrain_comparison(
 ) -> dict[str, Any]:
     """Compare an attack on θ_u with the same attack on θ_r (AUC and TPR at low FPR).
 
-    METRICS.md §3.3 / §3.5: positives are the forget points, negatives held-out points; the
+    Positives are the forget points, negatives held-out points; the
     ideal is identical curves, i.e. every difference 0.
 
     Args:

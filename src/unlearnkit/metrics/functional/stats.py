@@ -1,9 +1,9 @@
 """Summary statistics for replicates, sweeps and forget-set descriptions.
 
 * :func:`mean_std` and :func:`t_interval` — replicate aggregation (N6, pitfall 14: ddof = 1 and
-  ``n`` always reported; ToW's 95 % t-interval of METRICS.md 2.4).
-* :func:`sweep_summary` — the hyperparameter-sensitivity summary of METRICS.md 2.11.
-* :func:`signal_summary` — the optional descriptive forget-set statistics of METRICS.md 1.7.
+  ``n`` always reported; ToW's 95 % t-interval).
+* :func:`sweep_summary` — the hyperparameter-sensitivity summary.
+* :func:`signal_summary` — the optional descriptive forget-set statistics.
 
 NaN inputs are not dropped: a failed replicate or grid point makes the summary NaN rather than
 silently shrinking ``n``.
@@ -50,8 +50,7 @@ def t_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, flo
     """Return the mean and the half-width of its Student-t confidence interval.
 
     ``half_width = t_{(1+level)/2, n-1} * sd / sqrt(n)`` with ``sd`` at ddof = 1, i.e.
-    ``scipy.stats.t.interval(level, n - 1, loc=mean, scale=scipy.stats.sem(values))``
-    (METRICS.md 2.4).
+    ``scipy.stats.t.interval(level, n - 1, loc=mean, scale=scipy.stats.sem(values))``.
 
     Args:
         values: one number per replicate.
@@ -81,7 +80,7 @@ def sweep_summary(
     *,
     higher_is_better: bool = False,
 ) -> dict[str, float]:
-    """Summarise a hyperparameter sweep, one value per grid point (METRICS.md 2.11).
+    """Summarise a hyperparameter sweep, one value per grid point.
 
     Each value is the mean over seeds at one grid point, normally the paired Avg. Gap. A method
     whose good value exists only in a narrow lr/epoch window is fragile.
@@ -131,7 +130,7 @@ def signal_summary(
     *,
     signals: Sequence[str] = _SUMMARY_SIGNALS,
 ) -> dict[str, float]:
-    """Describe per-sample signals of one split: mean and 10/50/90 % quantiles (METRICS.md 1.7).
+    """Describe per-sample signals of one split: mean and 10/50/90 % quantiles.
 
     Used for plots and for debugging MIA results; never ranked. The spec also lists ``phi``;
     pass its values through the φ module and summarise them with NumPy directly.

@@ -1,4 +1,4 @@
-"""ZRF, the Zero Retrain Forgetting score (METRICS.md section 1.5).
+"""ZRF, the Zero Retrain Forgetting score.
 
 ZRF compares the unlearned model's predictions with those of a *freshly initialised* teacher of
 the same architecture (not Retrain) through the Jensen-Shannon divergence. The library default is
