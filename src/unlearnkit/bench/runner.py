@@ -55,7 +55,7 @@ def seeds_for(replicate: int) -> dict[str, int]:
 
 
 def provenance() -> dict[str, Any]:
-    """Library version, hardware and thread count (N9)."""
+    """Library version, hardware and thread count."""
     return {
         "unlearnkit": __version__,
         "torch": torch.__version__,

@@ -9,12 +9,11 @@ from torch import nn
 
 import unlearnkit as uk
 from unlearnkit.audit.ensemble import (
-    _linear_chain,
     _stacked_optimizer,
-    _StackedChain,
     check_ensemble_compatible,
     train_ensemble,
 )
+from unlearnkit.audit.stacked_grads import _linear_chain, _StackedChain
 from unlearnkit.data import DataView
 from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.models import ModelFactory

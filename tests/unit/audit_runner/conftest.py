@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearnkit.audit import runner
+from unlearnkit.audit import runner, session
 from unlearnkit.bench.spec import spec_from_dict
 
 from ._tiny import FT, TINY, ULIRA_OPTIONS, N
@@ -69,7 +69,11 @@ def copy_of(tmp_path):
 def counts(monkeypatch):
     """Count (independently of the result's own counters) trainings and unlearning runs."""
     c = {"trained": 0, "unlearning_runs": 0}
-    real_ens, real_train, real_unlearn = runner.train_ensemble, runner.train, runner.run_unlearning
+    real_ens, real_train, real_unlearn = (
+        session.train_ensemble,
+        session.train,
+        session.run_unlearning,
+    )
 
     def ens(factory, datasets, *a, **kw):
         c["trained"] += len(datasets)
@@ -83,9 +87,9 @@ def counts(monkeypatch):
         c["unlearning_runs"] += 1
         return real_unlearn(*a, **kw)
 
-    monkeypatch.setattr(runner, "train_ensemble", ens)
-    monkeypatch.setattr(runner, "train", one)
-    monkeypatch.setattr(runner, "run_unlearning", unl)
+    monkeypatch.setattr(session, "train_ensemble", ens)
+    monkeypatch.setattr(session, "train", one)
+    monkeypatch.setattr(session, "run_unlearning", unl)
     return c
 
 
@@ -97,4 +101,4 @@ def no_training(monkeypatch):
         raise AssertionError("the audit trained or unlearned although everything was stored")
 
     for name in ("train_ensemble", "train", "run_unlearning"):
-        monkeypatch.setattr(runner, name, boom)
+        monkeypatch.setattr(session, name, boom)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from unlearnkit.audit import bank as bank_module
+from unlearnkit.audit import epsilon as epsilon_audit
 from unlearnkit.audit import runner
 from unlearnkit.audit.bank import OracleBank
 from unlearnkit.bench.store import ResultStore
@@ -179,7 +180,7 @@ def test_attack_accuracy_is_half_plus_half_ks():
     u = np.array([[0.0, 0.0, 5.0], [1.0, 1.0, 6.0], [2.0, 2.0, 7.0], [3.0, 3.0, 8.0]])
     r = np.array([[2.0, 0.0, 0.0], [3.0, 1.0, 1.0], [4.0, 2.0, 2.0], [5.0, 3.0, 3.0]])
     # shifted by 2 of 4 -> KS 0.5; identical -> 0; disjoint -> 1.
-    np.testing.assert_allclose(runner._ks_balanced_accuracy(u, r), [0.75, 0.5, 1.0])
+    np.testing.assert_allclose(epsilon_audit._ks_balanced_accuracy(u, r), [0.75, 0.5, 1.0])
 
 
 def test_degenerate_example_gets_zero_epsilon_and_is_counted():
@@ -187,7 +188,7 @@ def test_degenerate_example_gets_zero_epsilon_and_is_counted():
     u = rng.normal(size=(8, 3))
     r = rng.normal(size=(8, 3))
     u[:, 1] = r[:, 1] = 4.0  # both constant and equal: no rule survives
-    res = runner._neurips_tolerant(u, r, 1.0, 1.0, 1.0, 1.0)
+    res = epsilon_audit._neurips_tolerant(u, r, 1.0, 1.0, 1.0, 1.0)
     assert res["n_degenerate"] == 1 and res["eps"][1] == 0.0
     ok = neurips23_score(u[:, [0, 2]], r[:, [0, 2]], 1.0, 1.0, 1.0, 1.0)
     np.testing.assert_allclose(res["eps"][[0, 2]], ok["eps"])

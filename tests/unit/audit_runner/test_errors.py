@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from unlearnkit.audit import runner
+from unlearnkit.audit import runner, session
 from unlearnkit.errors import ConfigError
 from unlearnkit.methods import get_method
 
@@ -50,7 +50,7 @@ def test_method_without_the_scenario_is_refused(tmp_path, tiny_spec, monkeypatch
     class_only = dataclasses.replace(
         spec, access=dataclasses.replace(spec.access, scenarios=("class",))
     )
-    monkeypatch.setattr(runner, "get_method", lambda name: class_only)
+    monkeypatch.setattr(session, "get_method", lambda name: class_only)
     with pytest.raises(ConfigError, match="does not support scenario 'random'"):
         runner.run_audit(
             method="finetune", kind="epsilon", n_models=2, spec=tiny_spec, out_dir=tmp_path / "x"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unlearnkit.audit import runner
+from unlearnkit.audit import plan, runner
 
 from ._tiny import FT, ULIRA_OPTIONS, N
 
@@ -76,8 +76,8 @@ def test_another_method_reuses_shadows_and_the_control(audited, copy_of, counts,
 
 
 def test_splits_are_complementary_pairs_and_nest():
-    four = runner._split_members(11, 4, seed_attack=0)
-    two = runner._split_members(11, 2, seed_attack=0)
+    four = plan._split_members(11, 4, seed_attack=0)
+    two = plan._split_members(11, 2, seed_attack=0)
     for k in (0, 2):
         assert not np.intersect1d(four[k], four[k + 1]).size
         np.testing.assert_array_equal(np.union1d(four[k], four[k + 1]), np.arange(11))

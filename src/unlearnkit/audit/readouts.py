@@ -1,0 +1,36 @@
+"""Row metrics and records of ROC reports, shared by the U-LiRA and RMIA audits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ci_metrics(prefix: str, ci: tuple[float, float]) -> dict[str, float]:
+    return {f"{prefix}_ci_lo": float(ci[0]), f"{prefix}_ci_hi": float(ci[1])}
+
+
+def _roc_metrics(report: dict[str, Any], n_models: int) -> dict[str, float]:
+    out = {
+        "auc": float(report["auc"]),
+        "balanced_acc": float(report["balanced_acc"]),
+        "tpr_at_fpr_0": float(report["tpr_at_fpr_0"]),
+    }
+    for lv in report["levels"]:
+        key = f"tpr_at_fpr_{lv['alpha']:g}"
+        out[key] = float(lv["tpr"])
+        out.update(_ci_metrics(key, lv["tpr_ci"]))
+        out[f"fpr_at_{lv['alpha']:g}"] = float(lv["fpr"])
+    out.update(
+        underpowered=float(report["underpowered"]),
+        n_pos=float(report["n_pos"]),
+        n_neg=float(report["n_neg"]),
+        n_models=float(n_models),
+    )
+    return out
+
+
+def _roc_record(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: report[k]
+        for k in ("n_pos", "n_neg", "auc", "balanced_acc", "tpr_at_fpr_0", "underpowered", "levels")
+    }
