@@ -18,12 +18,21 @@ Names accepted by :func:`load`:
   ``root/cifar-100-python``, or the official ``.tar.gz`` archive in ``root``
   (:func:`~.cifar.load_cifar10`, :func:`~.cifar.load_cifar100`; ``labels="coarse"`` gives the
   20 super-classes with the fine labels kept in ``Split.fine``).
+- ``svhn``: the official ``train_32x32.mat``/``test_32x32.mat`` (and ``extra_32x32.mat`` with
+  ``extra=True``) in ``root=`` (:func:`~.svhn.load_svhn`).
+- ``text_csv``: a CSV file of (text, label) rows (``path=``; :func:`~.text.load_text_csv`).
+- ``20newsgroups``: the 20 Newsgroups posts from the extracted or packed official archive, or
+  scikit-learn's cache, in ``root=`` (:func:`~.newsgroups.load_20newsgroups`).
+
+Text bundles hold fixed-length int64 token ids (``modality="text"``, ``vocab_size``, and the
+``vocabulary`` built from the training split only; :mod:`~.text`).
 
 The public datasets never touch the network unless given ``download=True``, which fetches the
-official files into ``root`` and checks their published MD5 checksums. Their validation split is
-carved (stratified, seeded by ``seed=``) from the official training set, ``val_fraction=``
-(default 0.1) of it; the official test set is the test split. ``limit_train=``/``limit_test=``
-keep only the first N samples of each official split.
+official files into ``root`` and checks their published checksums (20 Newsgroups: through
+scikit-learn's downloader). Their validation split is carved (stratified, seeded by ``seed=``)
+from the official training set, ``val_fraction=`` (default 0.1) of it; the official test set is
+the test split. For the image datasets ``limit_train=``/``limit_test=`` keep only the first N
+samples of each official split.
 
 >>> cifar = uk.datasets.load("cifar10", root="~/data", download=True)  # doctest: +SKIP
 """
@@ -39,15 +48,21 @@ from .arrays import from_arrays, from_npz, from_torch
 from .cifar import load_cifar10, load_cifar100
 from .digits import load_digits
 from .idx import load_fashion_mnist, load_mnist
+from .newsgroups import load_20newsgroups
+from .svhn import load_svhn
 from .synthetic import load_synthetic
+from .text import Vocabulary, encode_like, from_texts, load_text_csv
 
 __all__ = [
     "DatasetBundle",
     "Normalization",
     "Split",
+    "Vocabulary",
     "available",
+    "encode_like",
     "from_arrays",
     "from_npz",
+    "from_texts",
     "from_torch",
     "load",
 ]
@@ -60,6 +75,9 @@ _LOADERS: dict[str, Callable[..., DatasetBundle]] = {
     "fashion_mnist": load_fashion_mnist,
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
+    "svhn": load_svhn,
+    "text_csv": load_text_csv,
+    "20newsgroups": load_20newsgroups,
 }
 
 
@@ -69,8 +87,9 @@ def available() -> list[str]:
 
 
 def load(name: str, **kwargs: Any) -> DatasetBundle:
-    """Load a dataset bundle by name (``digits``, ``synthetic``, ``npz`` with ``path=``, or
-    ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` with ``root=``).
+    """Load a dataset bundle by name (``digits``, ``synthetic``, ``npz`` or ``text_csv`` with
+    ``path=``, or ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn``,
+    ``20newsgroups`` with ``root=``).
 
     Raises:
         DataError: unknown name or bad arguments.

@@ -138,6 +138,13 @@ class DatasetBundle:
         class_names: names of the ``num_classes`` labels, if known.
         fine_names: names of the fine labels when the splits carry ``fine`` labels (their
             count is the number of fine classes), else ``None``.
+        modality: ``"text"`` when inputs are token ids; ``None`` (the default) for images and
+            feature vectors.
+        vocab_size: number of token ids (inputs lie in ``0..vocab_size-1``) for text, else
+            ``None``; the size of a model's embedding table.
+        vocabulary: the token of each id (id 0 padding, id 1 unknown) when the bundle carries
+            the vocabulary it was encoded with, so new text can be encoded the same way
+            (:meth:`unlearnkit.datasets.text.Vocabulary.from_bundle`); part of the fingerprint.
     """
 
     name: str
@@ -153,12 +160,16 @@ class DatasetBundle:
     flip_invariant: bool = False
     class_names: tuple[str, ...] | None = None
     fine_names: tuple[str, ...] | None = None
+    modality: str | None = None
+    vocab_size: int | None = None
+    vocabulary: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         k = self.num_classes
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
             raise DataError(f"{self.name}: num_classes must be an integer >= 2, got {k!r}")
         self.num_classes = int(k)
+        self._check_vocabulary()
         for split_name in ("train", "val", "test"):
             split = getattr(self, split_name)
             if split is None:
@@ -180,6 +191,45 @@ class DatasetBundle:
                 )
         self._fingerprint: str | None = None
 
+    def _check_vocabulary(self) -> None:
+        """Check ``modality``/``vocab_size``/``vocabulary`` and that token ids are in range."""
+        if self.modality is not None and not isinstance(self.modality, str):
+            raise DataError(
+                f"{self.name}: modality must be a string or None, got {self.modality!r}"
+            )
+        if self.vocabulary is not None:
+            self.vocabulary = tuple(self.vocabulary)
+            if not all(isinstance(t, str) for t in self.vocabulary):
+                raise DataError(f"{self.name}: vocabulary must hold strings (one token per id)")
+            if self.vocab_size is None:
+                self.vocab_size = len(self.vocabulary)
+        v = self.vocab_size
+        if v is None:
+            return
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2:
+            raise DataError(f"{self.name}: vocab_size must be an integer >= 2, got {v!r}")
+        self.vocab_size = int(v)
+        if self.vocabulary is not None and len(self.vocabulary) != self.vocab_size:
+            raise DataError(
+                f"{self.name}: the vocabulary lists {len(self.vocabulary)} tokens but "
+                f"vocab_size is {self.vocab_size}; pass one token per id"
+            )
+        for split_name in ("train", "val", "test"):
+            split = getattr(self, split_name)
+            if split is None or not len(split):
+                continue
+            if split.x.is_floating_point():
+                raise DataError(
+                    f"{self.name}: {split_name} inputs are {split.x.dtype}, but a bundle with a "
+                    f"vocab_size holds integer token ids; encode the text first"
+                )
+            lo, hi = int(split.x.min()), int(split.x.max())
+            if lo < 0 or hi >= self.vocab_size:
+                raise DataError(
+                    f"{self.name}: {split_name} token ids span {lo}..{hi}, outside "
+                    f"0..{self.vocab_size - 1}; encode with the bundle's vocabulary"
+                )
+
     @property
     def fingerprint(self) -> str:
         """Content hash of the data and the split (part of every cache and result key)."""
@@ -189,11 +239,15 @@ class DatasetBundle:
                 parts += [self.val.x, self.val.y]
             if self.train.fine is not None:  # absent for most data: their hashes stay as they were
                 parts += [s.fine for s in (self.train, self.val, self.test) if s is not None]
-            self._fingerprint = tensor_digest(*parts, extra=(self.name, self.num_classes))
+            extra: tuple[Any, ...] = (self.name, self.num_classes)
+            if self.vocabulary is not None:  # absent for non-text data: their hashes stay
+                extra += (self.vocabulary,)
+            self._fingerprint = tensor_digest(*parts, extra=extra)
         return self._fingerprint
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-able summary (name, sizes, shapes, split provenance, fingerprint)."""
+        """A JSON-able summary (name, sizes, shapes, modality and vocabulary size, split
+        provenance, fingerprint)."""
         return {
             "name": self.name,
             "n_train": len(self.train),
@@ -202,6 +256,8 @@ class DatasetBundle:
             "num_classes": self.num_classes,
             "input_shape": list(self.input_shape),
             "image_shape": list(self.image_shape) if self.image_shape else None,
+            "modality": self.modality,
+            "vocab_size": self.vocab_size,
             "split": dict(self.split_info),
             "fingerprint": self.fingerprint,
         }
