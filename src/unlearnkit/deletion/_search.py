@@ -4,10 +4,12 @@ study, its trials and its leaderboard row.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -224,3 +226,23 @@ def _row(name: str, study: Any, state: Any, ran: int, seconds: float) -> dict[st
         "best_is_default": bool(ua.get("default", False)),
         "closeness": float(ua.get("closeness", math.inf)),
     }
+
+
+def _merge_rows(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """A method's row after another round: the study's totals, this call's counts summed."""
+    if old is None:
+        return new
+    return {**new, "trials_run": old["trials_run"] + new["trials_run"],
+            "seconds": old["seconds"] + new["seconds"]}  # fmt: skip
+
+
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)

@@ -33,7 +33,7 @@ from . import chain
 from .inputs import LoadedData, read_data, resolve_ids
 from .model_io import save_model, sha256_ids
 
-__all__ = ["ForgetResult", "forget"]
+__all__ = ["ForgetResult", "forget", "judge"]
 
 #: A held-out half smaller than this cannot say whether the forget set looks unseen.
 MIN_HELD_OUT_HALF = 10
@@ -214,6 +214,102 @@ def build_task(
     return forget_task(bundle, "indices", indices=positions.tolist())
 
 
+@dataclass
+class _Prepared:
+    """A request's inputs, read and resolved (what :func:`forget` and :func:`judge` share)."""
+
+    train: LoadedData
+    held: LoadedData
+    task: ForgetTask
+    classes: list[int] | None
+    forgotten_ids: list[str]
+    prev: Any
+    earlier: Any
+
+
+def _prepare(
+    original: nn.Module,
+    data: Any,
+    held_out: Any,
+    forget_ids: Sequence[Any] | None,
+    ids: Sequence[Any] | None,
+    forget_classes: Sequence[Any] | None,
+    zero_shot: bool,
+    label_column: str,
+    id_column: str,
+    previous: str | Path | None,
+    seed: int,
+) -> _Prepared:
+    if (forget_ids is None) == (forget_classes is None):
+        raise ConfigError("give either forget_ids (rows to delete) or forget_classes, not both")
+    train = read_data(data, label_column=label_column, id_column=id_column, what="--data")
+    held = read_data(
+        held_out, label_column=label_column, id_column=id_column, like=train, what="--held-out"
+    )
+    classes = positions = None
+    if forget_classes is not None:
+        classes = _label_positions(train, list(forget_classes))
+        forgotten_ids: list[str] = []
+    else:
+        positions = _forget_positions(train, forget_ids, ids, zero_shot)
+        forgotten_ids = [train.ids[i] for i in positions]
+    prev = chain.load_previous(previous) if previous is not None else None
+    earlier = None
+    if prev is not None:
+        if classes is not None:
+            raise DataError("a class-level request cannot follow --previous (rows requests only)")
+        again = sorted(set(forgotten_ids) & set(prev.ids))
+        if again:
+            raise DataError(
+                f"{len(again)} of the IDs were already deleted by {prev.folder} (first: "
+                f"{', '.join(again[:3])}); drop them from --forget-ids"
+            )
+        train, earlier = chain.without_rows(train, set(prev.ids))  # never trained on again
+        positions = resolve_ids(forgotten_ids, train.ids)
+    task = build_task(
+        original, train, held, positions=positions, classes=classes, seed=seed, zero_shot=zero_shot
+    )
+    return _Prepared(train, held, task, classes, forgotten_ids, prev, earlier)
+
+
+def judge(
+    model: nn.Module,
+    original: nn.Module,
+    *,
+    data: Any,
+    held_out: Any,
+    forget_ids: Sequence[Any] | None = None,
+    ids: Sequence[Any] | None = None,
+    forget_classes: Sequence[Any] | None = None,
+    seed: int = 0,
+    label_column: str = "y",
+    id_column: str = "id",
+) -> dict[str, Any]:
+    """The acceptance verdict of :func:`forget` for a model unlearned any other way.
+
+    ``model`` is scored against ``original`` on exactly the rows :func:`forget` would report on
+    for the same inputs and ``seed`` (the report half of ``held_out``), with the same criteria.
+    Scoring a model retrained without the forget rows shows how often the gold standard itself
+    passes.
+
+    Returns:
+        ``{"passed": bool, "criteria": {name: {...}}, ...}`` as in ``evidence["after"]``.
+    """
+    for name, m in (("model", model), ("original", original)):
+        if not isinstance(m, nn.Module):
+            raise ConfigError(f"{name} must be a torch nn.Module, got {type(m).__name__}")
+    original = copy.deepcopy(original).eval()
+    req = _prepare(
+        original, data, held_out, forget_ids, ids, forget_classes, False, label_column,
+        id_column, None, seed,
+    )  # fmt: skip
+    stats = cal.original_stats(original, req.task, split="test")
+    out = cal.proxy_score(copy.deepcopy(model).eval(), req.task, original_stats=stats, split="test")
+    out.pop("losses", None)
+    out.setdefault("passed", all(c["passed"] for c in out["criteria"].values()))
+    return out
+
+
 def forget(
     model: nn.Module,
     *,
@@ -285,8 +381,6 @@ def forget(
         raise ConfigError(f"trials must be a positive integer, got {trials!r}")
     if reference not in ("none", "retrain"):
         raise ConfigError(f"reference must be 'none' or 'retrain', got {reference!r}")
-    if (forget_ids is None) == (forget_classes is None):
-        raise ConfigError("give either forget_ids (rows to delete) or forget_classes, not both")
     if method != "auto":
         method = get_method(method).name
         if method == "retrain":
@@ -295,33 +389,12 @@ def forget(
                 "reference='retrain' (CLI: --reference retrain) beside a method"
             )
     original = copy.deepcopy(model).eval()
-    train = read_data(data, label_column=label_column, id_column=id_column, what="--data")
-    held = read_data(
-        held_out, label_column=label_column, id_column=id_column, like=train, what="--held-out"
-    )
-    classes = positions = None
-    if forget_classes is not None:
-        classes = _label_positions(train, list(forget_classes))
-        forgotten_ids: list[str] = []
-    else:
-        positions = _forget_positions(train, forget_ids, ids, zero_shot)
-        forgotten_ids = [train.ids[i] for i in positions]
-    prev = chain.load_previous(previous) if previous is not None else None
-    earlier = None
-    if prev is not None:
-        if classes is not None:
-            raise DataError("a class-level request cannot follow --previous (rows requests only)")
-        again = sorted(set(forgotten_ids) & set(prev.ids))
-        if again:
-            raise DataError(
-                f"{len(again)} of the IDs were already deleted by {prev.folder} (first: "
-                f"{', '.join(again[:3])}); drop them from --forget-ids"
-            )
-        train, earlier = chain.without_rows(train, set(prev.ids))  # never trained on again
-        positions = resolve_ids(forgotten_ids, train.ids)
-    task = build_task(
-        original, train, held, positions=positions, classes=classes, seed=seed, zero_shot=zero_shot
-    )
+    req = _prepare(
+        original, data, held_out, forget_ids, ids, forget_classes, zero_shot, label_column,
+        id_column, previous, seed,
+    )  # fmt: skip
+    train, held, task, classes = req.train, req.held, req.task, req.classes
+    forgotten_ids, prev, earlier = req.forgotten_ids, req.prev, req.earlier
     methods = (
         cal.candidates(task, zero_shot=zero_shot, recipe=recipe) if method == "auto" else [method]
     )

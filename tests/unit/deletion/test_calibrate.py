@@ -97,7 +97,7 @@ def test_calibrate_budget_resume_default_and_no_test_reads(tiny, tmp_path, monke
     wall = time.perf_counter() - t0
     assert wall <= 1.1 * BUDGET + 1.0 and lb.seconds <= 1.1 * BUDGET + 1.0
     assert [r["method"] for r in lb.rows] == METHODS
-    assert all(r["trials"] >= 2 and r["trials_run"] == r["trials"] for r in lb.rows)
+    assert all(r["trials"] >= 1 and r["trials_run"] == r["trials"] for r in lb.rows)
     assert lb.best_method in METHODS and lb.budget_s == BUDGET
     assert len(calls) == sum(r["trials_run"] for r in lb.rows)
     assert all(k["time_budget_s"] <= BUDGET for k in calls)  # each run capped by the remainder
@@ -128,6 +128,31 @@ def test_calibrate_budget_resume_default_and_no_test_reads(tiny, tmp_path, monke
         assert sum(bool(t.user_attrs.get("default")) for t in study.trials) == 1
         assert row2["best_objective"] <= row["best_objective"]
     assert len(calls) == sum(r["trials_run"] for r in lb2.rows)  # old trials not rerun
+
+
+def test_a_time_budget_screens_every_method_then_gives_the_finalists_the_rest(tiny):
+    """Budget only, >= 4 methods: every method is screened with an equal share of
+    SCREEN_SHARE of the budget, then the best quarter (at least 2) continue their studies."""
+    _, model, task = tiny
+    methods = ["finetune", "gradient_ascent", "neggrad_plus", "ssd", "scrub"]
+    budget = 10.0
+    lb = calibrate(model, task, methods=methods, budget_s=budget)
+    finals = [r for r in lb.rows if r["finalist"]]
+    assert len(finals) == 2  # max(2, ceil(5 / 4))
+    ranked = sorted(lb.rows, key=lambda r: (r["best_objective"], r["closeness"]))
+    # non-finalists stop after screening, finalists only improve: they stay on top
+    assert {r["method"] for r in finals} == {r["method"] for r in ranked[:2]}
+    screen_share = cal.SCREEN_SHARE * budget / len(methods)
+    for r in lb.rows:
+        assert r["trials_run"] >= r["trials"] >= 1  # runs that raised count as run
+        if not r["finalist"]:
+            assert r["seconds"] <= screen_share + 1.0
+    assert min(r["seconds"] for r in finals) > screen_share  # they got a second share
+    assert lb.best_method in {r["method"] for r in finals}
+    assert lb.seconds <= 1.1 * budget + 1.0
+    # an equal trial cap instead: one round, every method a finalist
+    capped = calibrate(model, task, methods=methods, budget_s=60.0, trials=2)
+    assert all(r["finalist"] and r["trials"] == 2 for r in capped.rows)
 
 
 def test_best_config_reproduces_best_model(tiny):
