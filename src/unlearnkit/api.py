@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checks import check_run_inputs
+from .checks import check_device, check_precision, check_run_inputs
 from .data import DataViews
 from .errors import AccessError, ConfigError
 from .methods import BaseConfig, MethodResult, RunContext, get_method
@@ -42,6 +43,7 @@ class UnlearnOutcome:
             ``info["diverged_reason"]``: why).
         steps: optimizer updates made through the guard.
         info: the method's diagnostics.
+        precision: the run's precision (``fp32``, ``bf16`` or ``fp16``).
     """
 
     model: nn.Module
@@ -54,10 +56,13 @@ class UnlearnOutcome:
     steps: int = 0
     stop_reason: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
 
     def record(self) -> dict[str, Any]:
-        """JSON-able summary (stored with benchmark results)."""
+        """JSON-able summary (stored with benchmark results; ``precision`` only when not
+        ``fp32``, so records of full-precision runs are as they always were)."""
         return {
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
             "method": self.method,
             "config": self.config.to_dict(),
             "access": self.access,
@@ -152,6 +157,7 @@ def run_unlearning(
     time_budget_s: float | None = None,
     feature_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
     snapshot_every: int = 1,
+    precision: str | None = None,
 ) -> UnlearnOutcome:
     """Run one unlearning method and return the model with the record of the run.
 
@@ -177,7 +183,12 @@ def run_unlearning(
         )
     if access.needs_model_factory and model_factory is None:
         model_factory = reinit_factory(model)  # raises ConfigError if the model cannot be reset
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = check_device(device) or next(model.parameters()).device
+    if precision is None:
+        precision = recipe.precision if isinstance(recipe, TrainRecipe) else "fp32"
+    precision = check_precision(precision, dev)
+    if isinstance(recipe, TrainRecipe) and recipe.precision != precision:
+        recipe = dataclasses.replace(recipe, precision=precision)  # Retrain's too
     work = model if inplace else copy.deepcopy(model)
     work.to(dev)
     grad_flags = {name: p.requires_grad for name, p in work.named_parameters()}
@@ -197,14 +208,17 @@ def run_unlearning(
         max_steps=cfg.max_steps,
         max_grad_norm=cfg.max_grad_norm,
         snapshot_every=snapshot_every,
+        precision=precision,
     )
+    ctx.amp.prepare(work)  # channels-last for a mixed-precision CUDA run of a CNN
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     try:
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)
             sync()
             t0 = time.perf_counter()
-            out = spec.fn(work, views, cfg, ctx=ctx)
+            with ctx.autocast():
+                out = spec.fn(work, views, cfg, ctx=ctx)
             sync()
             rte = time.perf_counter() - t0
     finally:
@@ -236,6 +250,7 @@ def run_unlearning(
         steps=ctx.steps,
         stop_reason=ctx.stop_reason,
         info=info,
+        precision=precision,
     )
 
 
@@ -254,6 +269,7 @@ def unlearn(
     cache: dict[str, Any] | None = None,
     time_budget_s: float | None = None,
     feature_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    precision: str | None = None,
 ) -> nn.Module:
     """Remove the influence of ``task``'s forget set from ``model`` and return the result.
 
@@ -270,7 +286,8 @@ def unlearn(
         config: a dict of overrides or the method's config object.
         seed: the unlearning seed.
         preset: a named bundle of reference hyperparameters.
-        device: where to run (default: the model's device).
+        device: where to run (default: the model's device; ``"auto"``: CUDA, then MPS, then
+            the CPU).
         inplace: modify ``model`` itself instead of a copy.
         recipe: the original training recipe (Retrain needs it).
         model_factory: ``seed -> fresh model`` (Retrain, Bad Teacher); default: a recursive
@@ -278,12 +295,18 @@ def unlearn(
         cache: precomputed statistics shared between calls (e.g. SSD importances).
         time_budget_s: stop updating after this many seconds.
         feature_fn: penultimate-feature extractor ``(model, x) -> features``.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA only); default: the recipe's when one
+            is given, else ``fp32``. With ``bf16``/``fp16`` the method's forward passes and
+            losses run under autocast on float32 weights (``fp16`` with loss scaling, see
+            :class:`~unlearnkit.methods.RunContext`); statistics passes (Fisher, influence,
+            saliency, importances) stay in float32. Retrain trains at this precision too.
 
     Returns:
         The unlearned model, in eval mode.
 
     Raises:
-        ConfigError: unknown method, bad config key or value, unsupported scenario.
+        ConfigError: unknown method, bad config key or value, unsupported scenario, or a
+            device or precision this machine cannot run.
         AccessError: the method needs data the task lacks (e.g. a retain set).
 
     Example:
@@ -303,6 +326,7 @@ def unlearn(
         cache=cache,
         time_budget_s=time_budget_s,
         feature_fn=feature_fn,
+        precision=precision,
     )
     if outcome.diverged:
         log.warning("%s diverged: %s", outcome.method, outcome.info.get("diverged_reason"))

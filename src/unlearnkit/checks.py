@@ -27,14 +27,20 @@ from torch import nn
 from .errors import ConfigError, DataError
 
 __all__ = [
+    "PRECISIONS",
+    "auto_device",
     "check_device",
     "check_model",
+    "check_precision",
     "check_run_inputs",
     "check_seed",
     "require_continuous_inputs",
 ]
 
-_DEVICE_HELP = "use 'cpu', 'cuda', 'cuda:0' or 'mps' (or a torch.device)"
+_DEVICE_HELP = "use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps' (or a torch.device)"
+#: The precisions a run can use: full float32, or float32 weights with bfloat16 / float16
+#: compute under autocast (float16 with loss scaling).
+PRECISIONS = ("fp32", "bf16", "fp16")
 _PROBE = 2  # samples in the probe batch: two, so a BatchNorm in train mode could run too
 
 
@@ -72,8 +78,19 @@ def _available(kind: str) -> bool:
     return bool(backend is not None and getattr(backend, "is_available", lambda: False)())
 
 
+def auto_device() -> torch.device:
+    """The best device this machine has: CUDA if available, else Apple's MPS, else the CPU."""
+    if _available("cuda"):
+        return torch.device("cuda")
+    if _available("mps"):
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 def check_device(device: Any) -> torch.device | None:
     """Return ``device`` as a :class:`torch.device` (``None`` stays ``None``: the model's own).
+
+    ``"auto"`` picks :func:`auto_device`: CUDA, then MPS, then the CPU.
 
     Raises:
         ConfigError: not a device name, an accelerator this machine does not have (``"cuda"``
@@ -84,6 +101,8 @@ def check_device(device: Any) -> torch.device | None:
     """
     if device is None:
         return None
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        return auto_device()
     if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
         raise ConfigError(
             f"device must be a device name or torch.device, got {type(device).__name__}; "
@@ -102,7 +121,8 @@ def check_device(device: Any) -> torch.device | None:
     if not _available(dev.type):
         raise ConfigError(
             f"device {str(dev)!r} was requested but {dev.type} is not available on this machine "
-            f"(torch {torch.__version__}); use device='cpu' or leave device unset"
+            f"(torch {torch.__version__}); use device='auto' (the best device present), 'cpu', "
+            "or leave device unset"
         )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ConfigError(
@@ -110,6 +130,42 @@ def check_device(device: Any) -> torch.device | None:
             "CUDA device(s), numbered from 0"
         )
     return dev
+
+
+def check_precision(precision: Any, device: Any = None) -> str:
+    """Return ``precision`` (``None`` means ``"fp32"``) after checking it suits ``device``.
+
+    ``"fp32"`` runs everything in float32 (the default, bit-identical to a run without any
+    precision setting). ``"bf16"`` and ``"fp16"`` keep float32 weights and run forward passes
+    and losses under :func:`torch.autocast`; ``"fp16"`` also scales the loss so small gradients
+    survive, and needs a CUDA device.
+
+    Raises:
+        ConfigError: an unknown name, ``"fp16"`` off CUDA, or ``"bf16"`` on a GPU without
+            bfloat16 support.
+
+    >>> check_precision("bf16", "cpu")
+    'bf16'
+    """
+    if precision is None:
+        return "fp32"
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ConfigError(
+            f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}; fp32 is the "
+            "default, bf16 runs on CPUs and recent GPUs, fp16 on CUDA GPUs"
+        )
+    dev = check_device(device) or torch.device("cpu")
+    if precision == "fp16" and dev.type != "cuda":
+        raise ConfigError(
+            f"precision 'fp16' needs a CUDA device (float16 with loss scaling); on {dev.type} "
+            "use precision='bf16', the mixed precision CPUs support, or 'fp32'"
+        )
+    if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            f"precision 'bf16' is not supported by the GPU {str(dev)!r}; use precision='fp16' "
+            "(with loss scaling) or 'fp32'"
+        )
+    return precision
 
 
 def _probe_source(data: Any) -> tuple[torch.Tensor, int | None, int | None]:

@@ -41,6 +41,32 @@ def _yaml_value(key: str, raw: str) -> Any:
         ) from None
 
 
+_DEVICE_OPTION_HELP = (
+    "Where to train and run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps "
+    "(default: the spec's device, else the CPU)."
+)
+_PRECISION_OPTION_HELP = (
+    "fp32, bf16 (mixed precision on CPUs and recent GPUs) or fp16 (CUDA only); sets the "
+    "recipe's precision, part of the results' identity (default: the spec's, else fp32)."
+)
+
+
+def _run_device(spec: Any, device: str | None, precision: str | None) -> tuple[Any, Any]:
+    """``(spec, device)``: the spec with ``--device``/``--precision`` applied, and its device
+    resolved and checked against this machine and the precision (``None``: today's CPU)."""
+    from .bench.spec import default_spec, with_run_settings
+    from .checks import check_device, check_precision
+
+    if precision is not None and spec is None:
+        spec = default_spec()
+    if spec is not None:
+        spec = with_run_settings(spec, device=device, precision=precision)
+        device = spec.device
+    dev = check_device(device)
+    check_precision(spec.precision if spec is not None else "fp32", dev)
+    return spec, dev
+
+
 def _parse_sets(pairs: list[str]) -> dict[str, dict[str, Any]]:
     """``method.key=value`` pairs into {method: {key: value}} (values parsed as YAML)."""
     out: dict[str, dict[str, Any]] = {}
@@ -83,6 +109,8 @@ def bench(
         "--relearn",
         help="Add relearn time and the Anamnesis Index (short fine-tunes of every model).",
     ),
+    device: str | None = typer.Option(None, "--device", help=_DEVICE_OPTION_HELP),
+    precision: str | None = typer.Option(None, "--precision", help=_PRECISION_OPTION_HELP),
 ) -> None:
     """Run a benchmark (resumable), print the tables, write OUT/results.db and OUT/report.md."""
     from .bench.report import aggregate, tables_md
@@ -123,8 +151,9 @@ def bench(
                 name = get_method(w).name
                 entries.append(by_name.get(name, MethodEntry(name)))
             spec = dataclasses.replace(spec, methods=tuple(entries))
+        spec, dev = _run_device(spec, device, precision)
         spec.validate()
-        summary = run_benchmark(spec, out, echo=lambda m: typer.echo(m, err=True))
+        summary = run_benchmark(spec, out, echo=lambda m: typer.echo(m, err=True), device=dev)
         _refresh_report(out)
         with open_existing(out) as store:
             typer.echo(tables_md(aggregate(store), detail=detail))
@@ -262,6 +291,8 @@ def audit(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="torch threads (default: the spec's setting)."
     ),
+    device: str | None = typer.Option(None, "--device", help=_DEVICE_OPTION_HELP),
+    precision: str | None = typer.Option(None, "--precision", help=_PRECISION_OPTION_HELP),
 ) -> None:
     """Run a strong audit (per-example epsilon, U-LiRA or RMIA) of a method beside the same
     audit of Retrain."""
@@ -277,6 +308,7 @@ def audit(
                 raise ConfigError(f"--set expects FIELD=VALUE, got {pair!r}")
             config[key] = _yaml_value(key, raw)
         spec = load_spec(spec_path) if spec_path is not None else None
+        spec, dev = _run_device(spec, device, precision)
         result = run_audit(
             method=method,
             kind=kind,
@@ -287,6 +319,7 @@ def audit(
             out_dir=out,
             echo=lambda m: typer.echo(m, err=True),
             threads=threads,
+            device=dev,
         )
         _refresh_report(out)
     except UnlearnKitError as exc:

@@ -96,7 +96,8 @@ def memorisation_scores(
     seeds = [SEED_BASE + seed * models + i for i in range(models)]
     try:
         check_ensemble_compatible([factory(seeds[0])], x[:2], seeds[0])
-        stacked = True
+        # the stacked trainer runs in fp32 only: mixed-precision recipes train one at a time
+        stacked = recipe.precision == "fp32"
     except ConfigError:  # e.g. BatchNorm: train one at a time
         stacked = False
     if stacked:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_model, check_seed
+from .checks import PRECISIONS, check_device, check_model, check_precision, check_seed
 from .data import BatchLoader, DataView
 from .datasets import Split
 from .errors import ConfigError, DataError
@@ -32,13 +33,74 @@ from .optim import (
     check_fields,
 )
 
-__all__ = ["TrainRecipe", "TrainingDiverged", "train"]
+__all__ = ["MixedPrecision", "TrainRecipe", "TrainingDiverged", "train"]
 
 log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss became non-finite (the recipe's learning rate is too high)."""
+
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class MixedPrecision:
+    """How one run computes at one precision on one device: its autocast region, its loss
+    scaler (``fp16`` only) and whether convolutions get the channels-last memory format.
+
+    ``fp32`` switches autocast *off* inside its region, so a run keeps its own precision
+    even when the caller has an autocast of its own active.
+    """
+
+    def __init__(self, device: torch.device | str, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+        self.device = torch.device(device)
+        self.precision = precision
+        self.dtype = _AMP_DTYPES.get(precision)
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+
+    @property
+    def mixed(self) -> bool:
+        """Whether forward passes run in a 16-bit float type."""
+        return self.dtype is not None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The region of forward passes and losses (not the backward pass or the update)."""
+        if self.dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def scale_held_gradients(self, optimizer: torch.optim.Optimizer) -> None:
+        """Multiply the gradients ``optimizer`` already holds by the loss scale (a power of
+        two, so exactly), before a scaled backward pass adds to them: gradient accumulation
+        across steps, whose earlier gradients were unscaled by their own step."""
+        if self.scaler is None:
+            return
+        scale = self.scaler.get_scale()
+        with torch.no_grad():
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.mul_(scale)
+
+    def wants_channels_last(self, model: nn.Module) -> bool:
+        """Channels-last pays on CUDA tensor cores: a mixed-precision CUDA run of a model with
+        2-D convolutions (fp32 runs keep the default layout, so they stay as they were)."""
+        return (
+            self.mixed
+            and self.device.type == "cuda"
+            and any(isinstance(m, nn.Conv2d) for m in model.modules())
+        )
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Put ``model``'s 4-D weights in channels-last layout where that pays (in place)."""
+        if self.wants_channels_last(model):
+            model.to(memory_format=torch.channels_last)
+        return model
 
 
 @dataclass(frozen=True)
@@ -55,6 +117,9 @@ class TrainRecipe:
         warmup_epochs: linear warm-up length.
         augment: apply the dataset's training augmentation, if it has one.
         seed: default seed when :func:`train` is called without one.
+        precision: ``fp32`` (default), ``bf16`` or ``fp16`` (CUDA only): see
+            :func:`unlearnkit.checks.check_precision`. Left out of :meth:`to_dict` and
+            :meth:`hash` at ``fp32``, so recipes written before it existed keep their hash.
     """
 
     optimizer: str = "sgd"
@@ -70,9 +135,14 @@ class TrainRecipe:
     warmup_epochs: int = 0
     augment: bool = True
     seed: int | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         check_fields(self, "recipe.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"recipe precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.epochs < 0:
             raise ConfigError(f"recipe epochs must be >= 0, got {self.epochs}")
         if self.batch_size < 1:
@@ -103,6 +173,8 @@ class TrainRecipe:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        if d["precision"] == "fp32":
+            del d["precision"]  # the default: recorded only when set, so old hashes still match
         return d
 
     @property
@@ -134,6 +206,7 @@ def train(
     *,
     seed: int | None = None,
     device: torch.device | str | None = None,
+    precision: str | None = None,
 ) -> nn.Module:
     """Train ``model`` in place with cross-entropy and return it in eval mode.
 
@@ -141,10 +214,16 @@ def train(
     and dropout-style randomness from a forked, seeded global RNG (the caller's RNG state is
     left untouched).
 
+    ``device``: where to train (``"auto"``: CUDA, then MPS, then the CPU; default: the model's
+    device). ``precision`` (default: the recipe's): ``fp32``, or ``bf16`` / ``fp16`` mixed
+    precision, where the forward pass and loss run under autocast, ``fp16`` with a gradient
+    scaler, and on CUDA a model with 2-D convolutions is switched to channels-last layout.
+
     Raises:
         DataError: no labels or empty data.
-        ConfigError: a seed that is not a non-negative integer, an unavailable device, or a
-            model that does not fit the data (see :func:`unlearnkit.checks.check_model`).
+        ConfigError: a seed that is not a non-negative integer, an unavailable device, a
+            precision the device cannot run, or a model that does not fit the data (see
+            :func:`unlearnkit.checks.check_model`).
         TrainingDiverged: the loss became non-finite.
     """
     recipe = recipe or TrainRecipe()
@@ -152,10 +231,15 @@ def train(
         raise ConfigError(f"recipe must be a TrainRecipe(...), got {type(recipe).__name__}")
     seed = check_seed(seed if seed is not None else (recipe.seed or 0))
     x, y, aug = _as_tensors(data)
+    device = check_device(device)
     check_model(model, (x, y), device)  # shape, width and device, before any update
     if device is not None:
         model.to(device)
     dev = next(model.parameters()).device
+    amp = MixedPrecision(
+        dev, check_precision(recipe.precision if precision is None else precision, dev)
+    )
+    amp.prepare(model)
     gen = torch.Generator().manual_seed(seed)
     loader = BatchLoader(
         x,
@@ -172,22 +256,34 @@ def train(
         opt, sched_spec, recipe.epochs * len(loader) if sched_spec.per_step else recipe.epochs
     )
     model.train()
-    with torch.random.fork_rng(devices=[]):
+    scaler = amp.scaler
+    # fp32: autocast switched off once around the whole loop; mixed: on around each forward.
+    outer = contextlib.nullcontext() if amp.mixed else amp.autocast()
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), outer:
         torch.manual_seed(seed)
         for epoch in range(recipe.epochs):
-            total = torch.zeros((), device=dev)
+            losses = []
             for xb, yb in loader:
                 opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(xb), yb)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
+                if amp.mixed:
+                    with amp.autocast():
+                        loss = F.cross_entropy(model(xb), yb)
+                else:
+                    loss = F.cross_entropy(model(xb), yb)
+                if scaler is None:
+                    loss.backward()
+                    opt.step()
+                else:  # fp16: a step whose scaled gradients overflow is skipped by the scaler
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                losses.append(loss.detach())  # summed once per epoch: no kernel per step
                 if sched is not None and sched_spec.per_step:
                     sched.step()
             if sched is not None and not sched_spec.per_step:
                 sched.step()
             # One host sync per epoch, not per step: the engine stays as fast as a bare loop.
-            mean_loss = float(total) / max(len(loader), 1)
+            mean_loss = float(torch.stack(losses).sum()) / len(losses) if losses else 0.0
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(
                     f"training loss became non-finite in epoch {epoch + 1}; lower the recipe's lr"

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..bench.spec import BenchSpec
+from ..checks import check_device
 from ..errors import ConfigError
 from . import epsilon, rmia, ulira
 from .bank import bank_key
@@ -109,6 +110,7 @@ def run_audit(
         isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
     ):
         raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+    device = check_device(device if device is not None or spec is None else spec.device)
     audit = _Audit.create(
         method=method,
         kind=kind,

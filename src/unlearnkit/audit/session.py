@@ -290,7 +290,8 @@ class _Audit:
         with self._timed("training"):
             try:
                 check_ensemble_compatible([self.factory(seeds[0])], datasets[0].x[:2], seeds[0])
-                stacked = True
+                # the stacked trainer runs in fp32 only: mixed precision trains one at a time
+                stacked = self.spec.recipe.precision == "fp32"
             except ConfigError as exc:
                 log.info("training one at a time: %s", exc)
                 stacked = False

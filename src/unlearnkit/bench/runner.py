@@ -24,6 +24,7 @@ import torch
 from .. import __version__
 from ..api import run_unlearning
 from ..audit.bank import OracleBank, bank_key
+from ..checks import check_device, check_precision
 from ..datasets import load
 from ..errors import UnlearnKitError
 from ..methods import get_method
@@ -122,24 +123,30 @@ def run_benchmark(
     *,
     echo: Callable[[str], None] | None = None,
     device: str | None = None,
+    configs: str = "built-in",
 ) -> RunSummary:
     """Run every missing cell of ``spec`` and store it in ``out_dir/results.db``.
 
     Cells already in the store are skipped without any training; trained originals and
     retrains are cached in ``out_dir/bank`` so an interrupted run resumes cheaply.
+
+    ``configs``: where the method configs come from, recorded with the run (``"built-in"``,
+    or ``"tuned from DIR/tuned.yaml"``: :func:`unlearnkit.bench.configs.load_configs`).
     """
     say = echo or (lambda msg: log.info(msg))
+    device = check_device(device if device is not None else spec.device)
+    check_precision(spec.recipe.precision, device)
     threads_before = torch.get_num_threads()
     if spec.threads is not None:
         # Small models run fastest on one thread; several fight over a shared CPU.
         torch.set_num_threads(spec.threads)
     try:
-        return _run(spec, out_dir, say, device)
+        return _run(spec, out_dir, say, device, configs)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _run(spec: BenchSpec, out_dir: str | Path, say: Callable[[str], None], device) -> RunSummary:
+def _run(spec: BenchSpec, out_dir: str | Path, say, device, configs: str) -> RunSummary:
     t_start = time.perf_counter()
     out = Path(out_dir)
     summary = RunSummary()
@@ -165,8 +172,10 @@ def _run(spec: BenchSpec, out_dir: str | Path, say: Callable[[str], None], devic
             spec=_spec_record(spec),
             dataset=bundle.describe(),
             provenance=provenance(),
+            configs=configs,
             **{f"task:{name}": task.describe() for name, task in tasks.items()},
         )
+        say(f"configs: {configs}")
         run = _Writer(store, ctx_hash, summary)
         for sc, rep, cells in plan + sweeps:
             task = tasks[sc.name]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from ..errors import ConfigError, DataError
@@ -130,6 +131,11 @@ class BenchSpec:
     ``methods`` may be the string ``"all"`` (every registered method but Retrain, which is the
     reference row, each with its ``digits`` preset when it has one) or a list of entries;
     ``method_config`` overrides per method name apply either way (tuned defaults live there).
+
+    ``device``: where models are trained and run (``auto``: CUDA, then MPS, then the CPU;
+    ``null``, the default: where the model factory builds them, the CPU). A spec's top-level
+    ``precision:`` (``fp32``, ``bf16``, ``fp16``) is the recipe's (``recipe.precision``): it
+    is part of the recipe's hash, so results of another precision never mix with these.
     """
 
     name: str = "digits-default"
@@ -148,6 +154,12 @@ class BenchSpec:
     relearn: bool = False
     retrain_init: str = "fresh_seed"
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    device: str | None = None
+
+    @property
+    def precision(self) -> str:
+        """The run's precision: the recipe's."""
+        return self.recipe.precision
 
     def method_entries(self, scenario: ScenarioSpec | None = None) -> list[MethodEntry]:
         """The resolved list of methods (Retrain excluded: it is the reference row).
@@ -191,6 +203,7 @@ class BenchSpec:
                 f"(theta_o's initial weights; enables the weight distance), got "
                 f"{self.retrain_init!r}"
             )
+        check_spec_device(self.device)
         if not self.seeds:
             raise ConfigError("the spec lists no seeds")
         if len(self.seeds) > MAX_REPLICATES:
@@ -228,6 +241,41 @@ MAX_REPLICATES = 100
 MAX_SEED = 2**31 - 1
 MAX_THREADS = 1024
 MAX_HARD_MODELS = 1024
+
+
+def check_spec_device(device: Any) -> None:
+    """A spec's ``device``: ``null``, ``auto`` or a name torch reads (``cpu``, ``cuda:1``...).
+
+    Only the form is checked here; whether this machine has the device is checked when a run
+    starts (a spec may be written on one machine and run on another).
+    """
+    if device is None:
+        return
+    if not isinstance(device, str) or not device:
+        raise ConfigError(f"spec device must be a device name such as auto or cuda, got {device!r}")
+    if device.strip().lower() == "auto":
+        return
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(
+            f"spec device {device!r} is not a device name ({exc}); use auto, cpu, cuda, "
+            "cuda:0 or mps"
+        ) from None
+
+
+def with_run_settings(
+    spec: BenchSpec, *, device: str | None = None, precision: str | None = None
+) -> BenchSpec:
+    """``spec`` with its ``device`` and/or recipe ``precision`` replaced (``None``: kept)."""
+    if device is not None:
+        check_spec_device(device)
+        spec = dataclasses.replace(spec, device=device)
+    if precision is not None:
+        spec = dataclasses.replace(
+            spec, recipe=dataclasses.replace(spec.recipe, precision=precision)
+        )
+    return spec
 
 
 def _int(v: Any, where: str, lo: int, hi: int) -> int:
@@ -278,7 +326,7 @@ def spec_from_dict(data: dict[str, Any]) -> BenchSpec:
         raise ConfigError("a benchmark spec must be a mapping at the top level")
     data = dict(data)
     kw: dict[str, Any] = {}
-    allowed = {f.name for f in dataclasses.fields(BenchSpec)}
+    allowed = {f.name for f in dataclasses.fields(BenchSpec)} | {"precision"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(
@@ -292,6 +340,15 @@ def spec_from_dict(data: dict[str, Any]) -> BenchSpec:
         kw["model"] = ModelSpec(arch=_name(d.pop("arch", "mlp"), "model.arch"), options=d)
     if "recipe" in data:
         kw["recipe"] = build_dataclass(TrainRecipe, data.pop("recipe"), "recipe")
+    if "precision" in data:  # shorthand for recipe.precision
+        precision = data.pop("precision")
+        recipe = kw.get("recipe", TrainRecipe())
+        if recipe.precision not in ("fp32", precision):
+            raise ConfigError(
+                f"spec precision {precision!r} and recipe.precision {recipe.precision!r} "
+                "disagree; give it once"
+            )
+        kw["recipe"] = dataclasses.replace(recipe, precision=precision)
     if "scenarios" in data:
         kw["scenarios"] = _tuple_of(ScenarioSpec, data.pop("scenarios"), "scenarios")
     if "methods" in data:

@@ -14,8 +14,11 @@ from ..optim import build_optimizer, build_scheduler
 from .base import BaseConfig, RunContext
 
 __all__ = [
+    "GRAD_CHUNK_MB",
     "LRSchedule",
     "epochs",
+    "full_precision",
+    "grad_chunk_size",
     "last_linear",
     "make_optimizer",
     "make_scheduler",
@@ -25,6 +28,31 @@ __all__ = [
     "steps",
     "supervised_epochs",
 ]
+
+
+#: Memory one chunk of per-sample gradients may take when a method sizes its chunks itself
+#: (MiB of float32 values): a few samples at a time for a ResNet-18 (11M parameters, 45 MB per
+#: gradient), hundreds for the small benchmark models.
+GRAD_CHUNK_MB = 256
+
+
+def grad_chunk_size(num_params: int, per_sample: int = 1, budget_mb: float = GRAD_CHUNK_MB) -> int:
+    """Samples per chunk so that ``chunk * per_sample * num_params`` float32 values take at
+    most ``budget_mb`` MiB (at least one sample).
+
+    ``per_sample``: parameter-sized vectors held per sample (e.g. K per-class gradients, or 2
+    when the gradients are also copied into one flat block).
+    """
+    per = max(1, int(num_params)) * max(1, int(per_sample)) * 4
+    return max(1, int(budget_mb * 2**20) // per)
+
+
+def full_precision(device: torch.device | str | None) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device``'s type: for statistics (Fisher, influence,
+    saliency, importances) that a mixed-precision run still computes in float32; float16
+    gradients without loss scaling would flush small values to zero."""
+    kind = torch.device(device).type if device is not None else "cpu"
+    return torch.autocast(kind, enabled=False)
 
 
 def set_train_mode(model: nn.Module, *, freeze_bn_stats: bool = False) -> None:

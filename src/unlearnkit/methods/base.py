@@ -26,12 +26,14 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..optim import OptimizerSpec, SchedulerSpec, check_field_values, check_fields
+from ..training import MixedPrecision
 from ._guard import OUTPUT_LIMIT, _copy_state, _load_state, outputs_finite, probe_inputs
 from ._space import Dist, choice, int_range, loguniform, uniform
 
 __all__ = [
     "ACCESS_LEVELS",
     "OUTPUT_LIMIT",
+    "RECORD_IF_SET",
     "AccessSpec",
     "BaseConfig",
     "Dist",
@@ -83,6 +85,12 @@ class AccessSpec:
 
 # ---------------------------------------------------------------------------------------------
 # Configs
+
+#: Field metadata key (``metadata={RECORD_IF_SET: True}``) of a config field added after
+#: results were first stored: :meth:`BaseConfig.to_dict` leaves the field out while it holds
+#: its default, so the records and identity hashes of configs written before it existed do not
+#: change. Such a field's default must reproduce the behaviour from before the field existed.
+RECORD_IF_SET = "record_if_set"
 
 _OPT_SHORTCUTS = ("lr", "momentum", "weight_decay", "nesterov", "betas")
 
@@ -276,7 +284,8 @@ class BaseConfig:
         return type(self).from_dict(changes, base=self)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able nested dict of every field (stored with every result)."""
+        """JSON-able nested dict of every field (stored with every result); a field marked
+        :data:`RECORD_IF_SET` appears only when it differs from its default."""
 
         def clean(v: Any) -> Any:
             if isinstance(v, tuple):
@@ -287,7 +296,11 @@ class BaseConfig:
                 return str(v)
             return v
 
-        return clean(dataclasses.asdict(self))
+        out = clean(dataclasses.asdict(self))
+        for f in dataclasses.fields(self):
+            if f.metadata.get(RECORD_IF_SET) and getattr(self, f.name) == _default(f):
+                out.pop(f.name, None)
+        return out
 
     @classmethod
     def describe_fields(cls) -> list[dict[str, Any]]:
@@ -297,7 +310,7 @@ class BaseConfig:
         for f in dataclasses.fields(cls):
             if not f.init:
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = _default(f)
             if dataclasses.is_dataclass(default):
                 default = dataclasses.asdict(default)
             out.append(
@@ -309,6 +322,10 @@ class BaseConfig:
                 }
             )
         return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,7 +368,13 @@ class RunContext:
     A state is *good* once its outputs are known to be finite: a step's weights are confirmed
     by the finite loss of the next step (computed from them, so free), and a state is only
     restored after it also gives finite outputs on :attr:`probe` (a fixed batch of training
-    inputs, checked in eval mode); otherwise the input model's state is restored.
+    inputs, checked in eval mode and in float32); otherwise the input model's state is restored.
+
+    :attr:`precision` (``fp32``, ``bf16`` or ``fp16``) is the run's: the front door runs the
+    whole method under :meth:`autocast`, and with ``fp16`` :meth:`step` scales the loss before
+    the backward pass and unscales the gradients before clipping and ``before_step`` (an
+    update whose scaled gradients overflow is skipped by the scaler, counted in
+    ``info["fp16_skipped_steps"]``, and is not a divergence).
     """
 
     model: nn.Module
@@ -376,6 +399,7 @@ class RunContext:
     snapshot_every: int = 1
     info: dict[str, Any] = field(default_factory=dict)
     probe: torch.Tensor | None = None
+    precision: str = "fp32"
 
     @classmethod
     def for_task(
@@ -414,6 +438,7 @@ class RunContext:
         )
 
     def __post_init__(self) -> None:
+        self.amp = MixedPrecision(self.device, self.precision)
         self.steps = 0
         self.stopped = False
         self.stop_reason: str | None = None
@@ -436,6 +461,10 @@ class RunContext:
         """theta_o as a frozen eval-mode teacher: ``original_model``, else a frozen copy of
         ``model`` (taken before the first update, so it is theta_o too)."""
         return self.original_model if self.original_model is not None else frozen_copy(model)
+
+    def autocast(self):
+        """The run's autocast region (for ``fp32``: autocast switched off)."""
+        return self.amp.autocast()
 
     # -- randomness -----------------------------------------------------------------------
     def numpy_rng(self) -> np.random.Generator:
@@ -461,8 +490,10 @@ class RunContext:
         (in eval mode, modes restored after; ``True`` without a probe when weights are finite)."""
         model = self.model if model is None else model
         if self.probe is None:
-            return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-        return outputs_finite(model, self.probe)
+            return _params_finite(model)
+        # In float32 whatever the run's precision: a float16 overflow is not a broken state.
+        with torch.autocast(self.probe.device.type, enabled=False):
+            return outputs_finite(model, self.probe)
 
     def restore_snapshot(self) -> str:
         """Load the last good state back into the model (matching names and shapes), or the
@@ -480,7 +511,7 @@ class RunContext:
         return "input model"
 
     def weights_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        return _params_finite(self.model)
 
     def stop(self, reason: str) -> None:
         """Ask the method to stop (its loops check :attr:`stopped` / :meth:`can_step`)."""
@@ -537,19 +568,35 @@ class RunContext:
         """
         if not self.can_step():
             return False
-        if not bool(torch.isfinite(loss.detach()).all()):
+        if not bool(torch.isfinite(loss.detach()).all()):  # the unscaled loss, at any precision
             self.diverge(f"non-finite loss at step {self.steps + 1}")
             return False
         self._confirm()
+        scaler = self.amp.scaler
         if zero_grad:
             optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        elif scaler is not None:
+            self.amp.scale_held_gradients(optimizer)  # unscaled ones, from earlier steps
+        if scaler is None:
+            loss.backward()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clipping and before_step see the true gradients
         if self.max_grad_norm is not None:
             ps = list(params) if params is not None else list(self.model.parameters())
             torch.nn.utils.clip_grad_norm_(ps, self.max_grad_norm)
         if before_step is not None:
             before_step()
-        optimizer.step()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scale = scaler.get_scale()
+            scaler.step(optimizer)  # skipped when the gradients hold inf or NaN
+            scaler.update()
+            if scaler.get_scale() < scale:  # the scale backs off only after a skipped step
+                self.info["fp16_skipped_steps"] = self.info.get("fp16_skipped_steps", 0) + 1
+                if not zero_grad:  # an accumulating method must not keep overflowed gradients
+                    optimizer.zero_grad(set_to_none=True)
         if after_step is not None:
             after_step()
         self.steps += 1
@@ -560,6 +607,14 @@ class RunContext:
             _copy_state(self.model, self._pending)
             self._pending_step, self._has_pending = self.steps, True
         return True
+
+
+def _params_finite(model: nn.Module) -> bool:
+    """Whether every parameter is finite, with one host sync (not one per tensor)."""
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    if not flags:
+        return True
+    return bool(torch.stack([f.to(flags[0].device) for f in flags]).all())
 
 
 def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:

@@ -15,6 +15,7 @@ from torch.func import functional_call, jacrev, vmap
 
 from ..data import DataViews
 from ..errors import AccessError, ConfigError, DataError
+from ._loop import full_precision, grad_chunk_size
 from ._registry import register_method
 from .base import AccessSpec, BaseConfig, RunContext, loguniform
 
@@ -37,7 +38,8 @@ VAR_CLAMP_HEAD = 1e2
 CLASSWISE_VAR = 1e-4
 #: Elements of one chunk's per-sample, per-class gradients (chunk * K * P) when ``chunk_size``
 #: is automatic: 2**23 floats (32 MiB) was the fastest on one CPU thread for the digits MLP
-#: and CNN (smaller chunks pay per-call overhead, larger ones leave the cache).
+#: and CNN (smaller chunks pay per-call overhead, larger ones leave the cache). A ResNet-18
+#: (11M parameters) gets one sample per chunk: K gradients, 450 MB for K = 10.
 AUTO_CHUNK_ELEMENTS = 2**23
 
 Variant = Literal["ssd", "sparse_scrub"]
@@ -97,7 +99,7 @@ class FisherConfig(BaseConfig):
 
 def auto_chunk_size(num_params: int, num_classes: int) -> int:
     """Samples per vectorised call so that ``chunk * K * P`` is about 2**23 elements."""
-    return max(1, AUTO_CHUNK_ELEMENTS // max(1, num_params * num_classes))
+    return grad_chunk_size(num_params, num_classes, budget_mb=AUTO_CHUNK_ELEMENTS * 4 / 2**20)
 
 
 def fisher_diagonal(
@@ -110,7 +112,8 @@ def fisher_diagonal(
     """The diagonal Fisher of the model's predictive distribution over the inputs ``x``.
 
     ``F_i = (1/n) sum_x sum_k p(k|x) * (d_i CE(f(x), k))^2`` with ``p = sg[softmax(f(x))]``,
-    computed in eval mode (BatchNorm uses its running statistics, dropout is off). For each
+    computed in eval mode (BatchNorm uses its running statistics, dropout is off) and in
+    float32 (autocast off, whatever the run's precision). For each
     sample, :func:`torch.func.jacrev` gives the K gradients ``sqrt(p_k) * d_i log p(k|x)`` (one
     forward, K vector-Jacobian products); :func:`torch.func.vmap` vectorises this over
     ``chunk_size`` samples, and the squares are summed over samples and classes. Since
@@ -152,15 +155,16 @@ def fisher_diagonal(
     was_training = model.training
     model.eval()
     try:
-        step = chunk_size
-        if step is None:  # one forward finds K
-            with torch.no_grad():
-                k_out = int(functional_call(model, (params, consts), (x[:1].to(device),)).shape[-1])
-            step = auto_chunk_size(sum(p.numel() for p in params.values()), k_out)
-        for start in range(0, n, step):
-            jac = per_sample(params, x[start : start + step].to(device))
-            for k, j in jac.items():  # (chunk, K, *shape)
-                acc[k] += j.square_().sum(dim=(0, 1))
+        with full_precision(device):
+            step = chunk_size
+            if step is None:  # one forward finds K
+                with torch.no_grad():
+                    out = functional_call(model, (params, consts), (x[:1].to(device),))
+                step = auto_chunk_size(sum(p.numel() for p in params.values()), out.shape[-1])
+            for start in range(0, n, step):
+                jac = per_sample(params, x[start : start + step].to(device))
+                for k, j in jac.items():  # (chunk, K, *shape)
+                    acc[k] += j.square_().sum(dim=(0, 1))
     finally:
         model.train(was_training)
     for v in acc.values():

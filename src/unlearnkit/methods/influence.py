@@ -18,12 +18,14 @@ from torch.func import functional_call, grad, vmap
 
 from ..data import DataView, DataViews
 from ..errors import ConfigError, DataError
+from ._loop import full_precision, grad_chunk_size
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, loguniform
+from .base import RECORD_IF_SET, AccessSpec, BaseConfig, RunContext, loguniform
 
 __all__ = [
     "InfluenceConfig",
     "influence",
+    "influence_chunk_size",
     "influence_direction",
     "summed_gradient",
     "woodfisher_recursion",
@@ -35,7 +37,8 @@ class InfluenceConfig(BaseConfig):
     """Influence Unlearning (WoodFisher): step size ``alpha`` and the recursion's ``N``.
 
     ``batch_size`` only sets how many samples one gradient call handles (the sums do not
-    depend on it beyond float rounding); ``epochs`` and the optimizer are unused.
+    depend on it beyond float rounding); ``chunk_size`` caps how many single-sample gradients
+    are held at once; ``epochs`` and the optimizer are unused.
     """
 
     alpha: float = field(default=1.0, metadata={"help": "step size of θ ← θ + α·k"})
@@ -47,6 +50,14 @@ class InfluenceConfig(BaseConfig):
         },
     )
     batch_size: int = 256
+    chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "single-sample gradients computed at once (memory ~ 2 * chunk * P floats); "
+            "null: batch_size, lowered so that they fit in 256 MB (a few for a ResNet-18)",
+            RECORD_IF_SET: True,
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,6 +65,16 @@ class InfluenceConfig(BaseConfig):
             raise ConfigError(f"alpha must be a finite number, got {self.alpha}")
         if self.n_samples < 1:
             raise ConfigError(f"n_samples must be >= 1, got {self.n_samples}")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1 or null (automatic), got {self.chunk_size}")
+
+
+def influence_chunk_size(config: InfluenceConfig, num_params: int) -> int:
+    """Samples per single-sample-gradient call: ``config.chunk_size``, or ``batch_size``
+    capped so that the ``(chunk, P)`` block and its per-tensor parts fit in 256 MB."""
+    if config.chunk_size is not None:
+        return config.chunk_size
+    return min(config.batch_size, grad_chunk_size(num_params, per_sample=2))
 
 
 def _split_params(model: nn.Module):
@@ -118,7 +139,7 @@ def woodfisher_recursion(v: torch.Tensor, grads, n: int) -> torch.Tensor:
 
 def _per_sample_gradients(model, view: DataView, count: int, chunk: int, device):
     """Single-sample gradients of the first ``count`` samples of ``view``, in order, as
-    ``(m, P)`` blocks (vectorised with :func:`torch.func.vmap`)."""
+    ``(m, P)`` blocks of at most ``chunk`` rows (vectorised with :func:`torch.func.vmap`)."""
     params, consts = _split_params(model)
     names = list(params)
 
@@ -152,7 +173,8 @@ def influence(model: nn.Module, data: DataViews, config: InfluenceConfig, *, ctx
        sizes, dataset order, eval mode);
     2. ``v = g_f/n − (n_f/(n·n_r))·g_r``;
     3. the WoodFisher recursion over single retain samples in dataset order with
-       ``N = min(n_samples, n_r)``, processing samples 0..N+1 (at most ``n_r``);
+       ``N = min(n_samples, n_r)``, processing samples 0..N+1 (at most ``n_r``), their
+       gradients computed ``chunk_size`` at a time (see :func:`influence_chunk_size`);
     4. ``θ ← θ + α·k`` over the trainable parameters, in ``named_parameters`` order.
     """
     forget, retain = data.forget, data.retain
@@ -165,13 +187,16 @@ def influence(model: nn.Module, data: DataViews, config: InfluenceConfig, *, ctx
     model.eval()
     try:
         dev = ctx.device
-        g_f = summed_gradient(model, forget, config.batch_size, dev)
-        g_r = summed_gradient(model, retain, config.batch_size, dev)
-        v = influence_direction(g_f, g_r, n_f, n_r)
-        n = min(config.n_samples, n_r)
-        count = min(n + 2, n_r)
-        blocks = _per_sample_gradients(model, retain, count, config.batch_size, dev)
-        k = woodfisher_recursion(v, blocks, n)
+        num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        with full_precision(dev):  # float32 whatever the run's precision
+            g_f = summed_gradient(model, forget, config.batch_size, dev)
+            g_r = summed_gradient(model, retain, config.batch_size, dev)
+            v = influence_direction(g_f, g_r, n_f, n_r)
+            n = min(config.n_samples, n_r)
+            count = min(n + 2, n_r)
+            chunk = influence_chunk_size(config, num_params)
+            blocks = _per_sample_gradients(model, retain, count, chunk, dev)
+            k = woodfisher_recursion(v, blocks, n)
         if not bool(torch.isfinite(k).all()):
             ctx.diverge("the influence perturbation is not finite")  # model left as it was
             return model

@@ -14,9 +14,9 @@ from torch.func import functional_call
 from ..data import DataView, DataViews
 from ..errors import AccessError, ConfigError, DataError
 from ..optim import OptimizerSpec
-from ._loop import make_optimizer
+from ._loop import full_precision, make_optimizer
 from ._registry import register_method
-from .base import AccessSpec, RunContext, int_range, loguniform, uniform
+from .base import RECORD_IF_SET, AccessSpec, RunContext, int_range, loguniform, uniform
 from .random_labels import RandomLabelsConfig, train_with_random_labels
 
 __all__ = ["SalUnConfig", "masked_update_hooks", "saliency_mask", "salun"]
@@ -48,6 +48,14 @@ class SalUnConfig(RandomLabelsConfig):
         default=None,
         metadata={"help": "forget batch size of the saliency pass (default: batch_size)"},
     )
+    mask_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "samples per backward pass within a saliency batch (bounds activation "
+            "memory; the batch gradient is the same up to float rounding); null: whole batch",
+            RECORD_IF_SET: True,
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -58,6 +66,8 @@ class SalUnConfig(RandomLabelsConfig):
             )
         if self.mask_batch_size is not None and self.mask_batch_size < 1:
             raise ConfigError(f"mask_batch_size must be >= 1 or null, got {self.mask_batch_size}")
+        if self.mask_chunk_size is not None and self.mask_chunk_size < 1:
+            raise ConfigError(f"mask_chunk_size must be >= 1 or null, got {self.mask_chunk_size}")
 
 
 def saliency_mask(
@@ -67,13 +77,18 @@ def saliency_mask(
     batch_size: int = 256,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    chunk_size: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """The SalUn weight-saliency mask: the top ``floor(threshold * P)`` coordinates.
 
     The saliency of a coordinate is ``|sum_batches d(-CE_batch)/d theta|`` at the given weights
     with the model in eval mode (BatchNorm uses its running statistics, which stay unchanged;
-    dropout is off). Coordinates of all named parameters (weights, biases, BatchNorm affine) are
-    ranked together; ties are broken by position (stable sort).
+    dropout is off) and in float32 (autocast off). Coordinates of all named parameters
+    (weights, biases, BatchNorm affine) are ranked together; ties are broken by position
+    (stable sort). No per-sample gradient is formed: memory is one batch's activations and a
+    few parameter-sized buffers; ``chunk_size`` splits each batch's backward pass into parts
+    of at most that many samples (each part's summed loss divided by the batch size, so the
+    batch gradient is the same up to float rounding).
 
     Args:
         model: the original model (not modified; its train/eval flags are restored).
@@ -82,6 +97,7 @@ def saliency_mask(
         batch_size: forget batch size; the batch-mean gradients are summed.
         generator: shuffles the forget batches (``None``: in order).
         device: where to compute (default: the model's).
+        chunk_size: samples per backward pass within a batch (``None``: the whole batch).
 
     Returns:
         ``{parameter name: bool tensor of its shape}``; exactly ``floor(threshold * P)`` True.
@@ -109,13 +125,20 @@ def saliency_mask(
     )
     model.eval()
     try:
-        for xb, yb in loader:
-            out = functional_call(model, (params, buffers), (xb,))
-            loss = -F.cross_entropy(out, yb)
-            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-            for n, g in zip(names, grads):
-                if g is not None:
-                    sums[n] += g
+        with full_precision(dev):
+            for xb, yb in loader:
+                step = chunk_size or len(xb)
+                for start in range(0, len(xb), step):
+                    xc, yc = xb[start : start + step], yb[start : start + step]
+                    out = functional_call(model, (params, buffers), (xc,))
+                    if step >= len(xb):  # the whole batch: its mean loss, as the reference
+                        loss = -F.cross_entropy(out, yc)
+                    else:
+                        loss = -F.cross_entropy(out, yc, reduction="sum") / len(xb)
+                    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+                    for n, g in zip(names, grads):
+                        if g is not None:
+                            sums[n] += g
     finally:
         for m, mode in modes:
             m.train(mode)
@@ -310,6 +333,7 @@ def salun(model: nn.Module, data: DataViews, config: SalUnConfig, *, ctx: RunCon
         config.mask_batch_size or config.batch_size,
         ctx.generator,
         ctx.device,
+        chunk_size=config.mask_chunk_size,
     )
     selected = sum(int(m.sum()) for m in mask.values())
     ctx.info.update(mask_density=selected / total, mask_selected=selected, mask_total=total)

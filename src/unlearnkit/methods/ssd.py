@@ -13,8 +13,9 @@ from torch import nn
 from ..data import DataView, DataViews
 from ..datasets._bundle import tensor_digest
 from ..errors import AccessError, ConfigError, DataError
+from ._loop import full_precision
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, loguniform
+from .base import RECORD_IF_SET, AccessSpec, BaseConfig, RunContext, loguniform
 
 __all__ = [
     "IMPORTANCE_ORDERS",
@@ -64,6 +65,14 @@ class SSDConfig(BaseConfig):
     importance_order: ImportanceOrder = field(
         default="ssd_reference", metadata={"help": _ORDER_HELP}
     )
+    importance_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "samples per backward pass within an importance batch (bounds activation "
+            "memory; the batch gradient is the same up to float rounding); null: whole batch",
+            RECORD_IF_SET: True,
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,6 +93,10 @@ class SSDConfig(BaseConfig):
             raise ConfigError(
                 f"importance_order must be one of {list(IMPORTANCE_ORDERS)}, got "
                 f"{self.importance_order!r}"
+            )
+        if self.importance_chunk_size is not None and self.importance_chunk_size < 1:
+            raise ConfigError(
+                f"importance_chunk_size must be >= 1 or null, got {self.importance_chunk_size}"
             )
 
 
@@ -107,8 +120,9 @@ def compute_importances(
     label_free: bool = False,
     order: torch.Tensor | None = None,
     device: torch.device | str | None = None,
+    chunk_size: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-parameter importances over ``view``, in eval mode.
+    """Per-parameter importances over ``view``, in eval mode and float32 (autocast off).
 
     Batches are consecutive slices of ``view`` in stored order, or of ``order`` (positions in
     ``view``, e.g. from :func:`dtr_order`) when given; the last short batch is kept.
@@ -117,6 +131,11 @@ def compute_importances(
     LFSSD (``label_free``): ``I = (1/#batches) sum_batches |grad mean_b ||f(x_b)||^2|``; labels
     are never read. Only parameters with ``requires_grad`` get an importance. The model's mode
     is restored and no ``.grad`` is left behind.
+
+    Each importance squares a mini-batch gradient; no per-sample gradient is formed, so memory
+    is one batch's activations and a few parameter-sized buffers. ``chunk_size`` splits each
+    batch's backward pass into parts of at most that many samples whose gradients add up to
+    the batch gradient (same up to float rounding; ``None``: the whole batch at once).
 
     Raises:
         DataError: an empty view, or SSD on a view without labels.
@@ -131,24 +150,49 @@ def compute_importances(
     was_training = model.training
     model.eval()
     batches = 0
+    dev = device if device is not None else (params[0].device if params else "cpu")
     try:
-        for xb, yb in _batches(view, batch_size, order, device):
-            with torch.enable_grad():
-                out = model(xb)
-                if label_free:
-                    loss = out.pow(2).sum(dim=1).mean()
-                else:
-                    loss = F.cross_entropy(out, yb)
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-            for (n, _), g in zip(named, grads):
-                if g is not None:
-                    imp[n] += g.abs() if label_free else g.pow(2)
-            batches += 1
+        with full_precision(dev):
+            for xb, yb in _batches(view, batch_size, order, device):
+                grads = _batch_gradient(model, params, xb, yb, label_free, chunk_size)
+                for (n, _), g in zip(named, grads):
+                    if g is not None:
+                        imp[n] += g.abs() if label_free else g.pow(2)
+                batches += 1
     finally:
         model.train(was_training)
     for v in imp.values():
         v /= float(batches)
     return imp
+
+
+def _batch_gradient(
+    model: nn.Module,
+    params: list[torch.Tensor],
+    xb: torch.Tensor,
+    yb: torch.Tensor | None,
+    label_free: bool,
+    chunk_size: int | None,
+) -> list[torch.Tensor | None]:
+    """The gradient of the batch-mean loss, accumulated over parts of ``chunk_size`` samples."""
+    n = len(xb)
+    step = chunk_size or n
+    total: list[torch.Tensor | None] = [None] * len(params)
+    for start in range(0, n, step):
+        xc = xb[start : start + step]
+        with torch.enable_grad():
+            out = model(xc)
+            if step >= n:  # the whole batch: its mean loss, as the reference
+                loss = out.pow(2).sum(dim=1).mean() if label_free else F.cross_entropy(out, yb)
+            elif label_free:
+                loss = out.pow(2).sum() / n
+            else:
+                loss = F.cross_entropy(out, yb[start : start + step], reduction="sum") / n
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for i, g in enumerate(grads):
+            if g is not None:
+                total[i] = g if total[i] is None else total[i] + g
+    return total
 
 
 def _batches(view: DataView, batch_size: int, order: torch.Tensor | None, device):
@@ -297,10 +341,23 @@ def _run(model: nn.Module, data: DataViews, config: SSDConfig, ctx: RunContext, 
     ctx.info["importance_order"] = how
     if imp_d is None:
         imp_d = compute_importances(
-            model, data.train_full, bs, label_free=label_free, order=order, device=ctx.device
+            model,
+            data.train_full,
+            bs,
+            label_free=label_free,
+            order=order,
+            device=ctx.device,
+            chunk_size=config.importance_chunk_size,
         )
         ctx.cache[key] = imp_d
-    imp_f = compute_importances(model, data.forget, bs, label_free=label_free, device=ctx.device)
+    imp_f = compute_importances(
+        model,
+        data.forget,
+        bs,
+        label_free=label_free,
+        device=ctx.device,
+        chunk_size=config.importance_chunk_size,
+    )
     selected, total = dampen(
         model, imp_d, imp_f, config.selection_weighting, config.dampening_constant
     )

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_device
 from ..data import DataView
 from ..errors import ConfigError, DataError
 
@@ -71,7 +72,7 @@ def _xy(data: Data, what: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _device(model: nn.Module, device: Any) -> torch.device:
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 

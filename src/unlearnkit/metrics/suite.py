@@ -131,6 +131,7 @@ def model_signals(
     """
     _check_task(task)
     check_seed(seed)
+    device = check_device(device)
     check_model(model, task, device)
     return _signals(model, task, device=device, retain_eval_cap=retain_eval_cap, seed=seed)
 
@@ -300,7 +301,7 @@ def evaluate(
     from ..models import reinit_factory
 
     _check_task(task)
-    check_device(device)
+    device = check_device(device)
     for name, value in (
         ("zrf_teacher_seed", zrf_teacher_seed),
         ("seed_attack", seed_attack),
