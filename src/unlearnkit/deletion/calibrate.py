@@ -411,6 +411,7 @@ def calibrate(
     device: torch.device | str | None = None,
     stats: dict[str, Any] | None = None,
     trials: int | None = None,
+    precision: str | None = None,
 ) -> Leaderboard:
     """Search each method's registered space for the config that best meets the target.
 
@@ -441,6 +442,7 @@ def calibrate(
             ``best_objective``, ``elapsed_s``, ``remaining_s``, ``budget_s``, ``state``).
         tol: allowed change of held-out and retain accuracy.
         device: where to run (default: the model's device).
+        precision: ``fp32``/``bf16``/``fp16`` of every trial's run (default: the recipe's).
         stats: :func:`original_stats` of ``model`` on ``val``, if already computed.
 
     Returns:
@@ -481,7 +483,12 @@ def calibrate(
                 deadline=time.perf_counter() + per,
                 score_s=score_s,
                 stats=stats,
-                run_kw={"recipe": recipe, "model_factory": model_factory, "device": device},
+                run_kw={
+                    "recipe": recipe,
+                    "model_factory": model_factory,
+                    "device": device,
+                    "precision": precision,
+                },
                 progress=progress,
                 clock=(t0, float(budget_s)),
                 optuna=optuna,

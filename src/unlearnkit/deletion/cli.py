@@ -166,6 +166,12 @@ def forget_cmd(
         help="The folder of the earlier request whose model.safetensors is --checkpoint "
         "(found automatically when the checkpoint sits in it): chains the requests.",
     ),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."
+    ),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, bf16 (CPU or recent GPUs) or fp16 (CUDA only)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Delete rows (or classes) from your own trained model, with evidence for an auditor.
@@ -240,6 +246,8 @@ def forget_cmd(
                 reference=reference,
                 progress=progress,
                 previous=previous,
+                device=device,
+                precision=precision,
             )
             progress.close()
             paths = result.save(out, input_sha256=ckpt_sha)

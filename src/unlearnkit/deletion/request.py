@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..api import run_unlearning
+from ..checks import check_device, check_precision
 from ..datasets import from_arrays
 from ..datasets._bundle import stratified_split
 from ..errors import ConfigError, DataError
@@ -331,6 +332,8 @@ def forget(
     reference: str = "none",
     progress: Callable[[dict], None] | None = None,
     previous: str | Path | None = None,
+    device: torch.device | str | None = "auto",
+    precision: str = "fp32",
 ) -> ForgetResult:
     """Remove the influence of the given rows (or classes) from ``model``; return the unlearned
     model with the evidence that it now treats them as data it never saw.
@@ -362,6 +365,9 @@ def forget(
         previous: the folder of the earlier request whose output ``model`` is (sequential
             requests): its deleted rows are left out of the training data, IDs it deleted are
             refused, and the evidence checks those rows still look unseen (no relapse).
+        device: where to run: ``"auto"`` (CUDA, then MPS, then the CPU), a device name, or
+            None (where ``model`` is). The returned model is on the CPU.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only) for every unlearning run.
 
     Raises:
         DataError / ConfigError: anything about the inputs, in one line naming it and the fix.
@@ -388,6 +394,8 @@ def forget(
                 "method 'retrain' is the reference, not an unlearning method; use "
                 "reference='retrain' (CLI: --reference retrain) beside a method"
             )
+    dev = check_device(device)
+    check_precision(precision, dev)
     original = copy.deepcopy(model).eval()
     req = _prepare(
         original, data, held_out, forget_ids, ids, forget_classes, zero_shot, label_column,
@@ -408,6 +416,8 @@ def forget(
         seed=seed,
         storage=Path(storage) if storage is not None else None,
         recipe=recipe,
+        device=dev,
+        precision=precision,
         model_factory=model_factory,
         progress=progress,
         trials=trials,
@@ -425,7 +435,10 @@ def forget(
         seed=seed,
         recipe=recipe,
         model_factory=model_factory,
+        device=dev,
+        precision=precision,
     )
+    outcome.model.to("cpu")  # the user's checkpoint is written from the CPU
     stats = cal.original_stats(original, task, split="test")
     after = cal.proxy_score(outcome.model, task, original_stats=stats, split="test")
     before_score = cal.proxy_score(original, task, original_stats=stats, split="test")
@@ -452,6 +465,7 @@ def forget(
         evidence["reference"] = retrain_reference(
             original, outcome.model, task, recipe=recipe, model_factory=model_factory, seed=seed
         )
+    evidence["software"].update(device=str(dev) if dev is not None else "cpu", precision=precision)
     passed = bool(after.get("passed", all(c["passed"] for c in after["criteria"].values())))
     evidence["verdict"]["passed"] = passed
     cumulative = sorted(set(forgotten_ids) | set(prev.ids if prev is not None else ()))
