@@ -1,4 +1,7 @@
-"""Registered unlearning methods. Importing this package registers every built-in method."""
+"""Registered unlearning methods. Importing this package registers every built-in method.
+
+Each method's procedure, loss, config, presets and sources: docs/methods.md.
+"""
 
 from __future__ import annotations
 

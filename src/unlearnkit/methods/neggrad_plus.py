@@ -116,8 +116,8 @@ def neggrad_plus(model: nn.Module, data: DataViews, config: NegGradPlusConfig, *
     The updates run in ``model.eval()`` mode by default (``eval_mode=True``), as in the
     reference. Notes [lib]: the retain batches get the recipe's augmentation when
     ``augment_retain`` (forget batches never); the L2 term is skipped when ``l2 == 0``; the
-    epochs search range is ``int(1, 20)`` (the spec's ``ceil(0.2 * original epochs)`` for a
-    100-epoch recipe), the digits preset clips gradients at norm 5 like the other ascent
+    epochs search range is ``int(1, 20)`` (``ceil(0.2 * original epochs)`` for a 100-epoch
+    recipe), the digits preset clips gradients at norm 5 like the other ascent
     methods.
     """
     forget, retain = data.forget, data.retain

@@ -1,8 +1,9 @@
 """Accuracies FA, UA, RA, TA and VA.
 
-Every accuracy is sample-weighted, ``#correct / #samples`` over the whole set (N3). The per-batch
-mean that SSD/JiT log is available only through :func:`batch_mean_accuracy` and the
-``legacy_batch_mean`` switch, because it is biased when the last batch is short.
+Every accuracy is sample-weighted, ``#correct / #samples`` over the whole set (see
+docs/metrics.md, "Accuracies"). The per-batch mean that SSD/JiT log is available only through
+:func:`batch_mean_accuracy` and the ``legacy_batch_mean`` switch, because it is biased when the
+last batch is short.
 
 Conventions of this module: an accuracy over an empty set is undefined and returned as NaN (the
 gap helpers skip NaN keys), except for the forget set, where emptiness means there is nothing to
@@ -35,7 +36,7 @@ def _corr(sig: SplitSignals | np.ndarray) -> np.ndarray:
 
 
 def accuracy(sig: SplitSignals | np.ndarray) -> float:
-    """Return the sample-weighted accuracy ``#correct / #samples`` of one split (N3).
+    """Return the sample-weighted accuracy ``#correct / #samples`` of one split.
 
     Args:
         sig: the split's signals, or a 1-D array of per-sample correctness (1.0 / 0.0).
@@ -100,7 +101,7 @@ def accuracy_metrics(
             which is correct in ``random`` forgetting where ``D_te^rem = D_te``.
         forget_test: signals on ``D_te^fgt`` (``class``/``subclass`` only).
         val: signals on ``D_val``.
-        legacy_batch_mean: average per-batch accuracies as SSD/JiT do (N3); needs ``batch_size``.
+        legacy_batch_mean: average per-batch accuracies as SSD/JiT do; needs ``batch_size``.
         batch_size: evaluation batch size for ``legacy_batch_mean``.
 
     Returns:

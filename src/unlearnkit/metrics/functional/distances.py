@@ -3,8 +3,8 @@
 Output distances compare the two models' predictive distributions sample by sample on one split
 (``D_f`` primarily; ``D_te^rem`` and a ``D_r`` subsample for collateral damage). The weight
 distance compares parameters and is only meaningful when both networks share their
-initialisation. The ideal of every distance is the retrain-vs-retrain noise floor (section 2.10),
-not 0.
+initialisation. The ideal of every distance is the retrain-vs-retrain noise floor (the
+``floor_*`` keys of :func:`unlearnkit.evaluate` with ``reference_prime``), not 0.
 
 Conventions: an empty split gives NaN (a mean over no samples is undefined); mismatched shapes,
 or signals of the two models on different labels, raise :class:`~unlearnkit.errors.DataError`.
@@ -87,7 +87,7 @@ def kl_to_retrain(u: ProbsLike, r: ProbsLike) -> float:
     """Return ``mean_x KL(p_r(x) || p_u(x)) = mean_x sum_c p_r,c (ln p_r,c - ln p_u,c)``.
 
     Our definition of NatMU's "KL_avg". With signals the logarithms come from
-    float64 ``log_softmax`` (N7); probabilities given directly are clipped at 1e-12 before the
+    float64 ``log_softmax``; probabilities given directly are clipped at 1e-12 before the
     logarithm. Terms with ``p_r,c = 0`` are 0. Not symmetric.
 
     Args:

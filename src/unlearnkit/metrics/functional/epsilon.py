@@ -358,7 +358,9 @@ def neurips23_score(
     report the retrain-vs-retrain F at the same N beside it.
 
     Args:
-        U_phi: array (N, E) of φ (§3.1) of the E forget examples under N unlearned models.
+        U_phi: array (N, E) of φ (the logit-scaled confidence of
+            :func:`~unlearnkit.metrics.functional.phi.logit_scaled_confidence`) of the E forget
+            examples under N unlearned models.
         R_phi: array (N, E) under N retrained models (same N).
         ra_u: retain accuracy of each unlearned model (or their mean).
         ra_r: retain accuracy of each retrained model (or their mean).

@@ -1,8 +1,9 @@
 """Comparisons of an unlearned model with Retrain.
 
-Retrain is the anchor (N4): a forgetting metric is read as its distance to Retrain's value, never
-maximised. Every function here takes plain metric dicts (as returned by the Tier-A functions) of
-the unlearned model ``m_u`` and of the *paired* Retrain ``m_r`` (same split, same replicate).
+Retrain is the anchor (docs/metrics.md, "Retrain is the anchor"): a forgetting metric is read as
+its distance to Retrain's value, never maximised. Every function here takes plain metric dicts
+(as returned by the Tier-A functions) of the unlearned model ``m_u`` and of the *paired* Retrain
+``m_r`` (same split, same replicate).
 
 Conventions: functions returning a dict of per-key results skip keys that are missing, NaN or
 not numeric on either side; functions returning one number raise

@@ -53,7 +53,7 @@ _MODES = ("online", "offline")
 
 
 class Role(enum.IntEnum):
-    """Membership role of an example under one unlearned model of a U-LiRA bank (§3.4 step 3)."""
+    """Membership role of an example under one unlearned model of a U-LiRA bank."""
 
     NEITHER = 0  #: in D^k but not forgotten: retained, so neither group
     UNL = 1  #: trained, then unlearned (x ∈ S^{k,m})

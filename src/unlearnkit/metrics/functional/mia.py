@@ -1,7 +1,7 @@
 """Population membership-inference attacks of Tier A.
 
 Three attack families are published under the name "MIA" and they count opposite things, so every
-key says its direction (N5):
+key says its direction:
 
 * :func:`mia_svc` — SalUn / l1-sparse "MIA-Efficacy": an RBF SVC trained on retain (member) vs
   test (non-member) features; ``mia_svc_<feature>_nonmember_rate`` is the fraction of ``D_f``
@@ -256,7 +256,7 @@ def mia_svc(
         mia_svc_<f>_nonmember_rate = 1 - mean(SVC.predict(f(D_f)))
 
     In ``random`` forgetting the Retrain value is low (the attack's true-negative rate on unseen
-    data), in ``class`` forgetting about 1; compare with Retrain, never maximise it (N4).
+    data), in ``class`` forgetting about 1; compare with Retrain, never maximise it.
 
     Args:
         retain: signals on ``D_r`` (shadow members are drawn from it).

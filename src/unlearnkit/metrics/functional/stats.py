@@ -1,7 +1,7 @@
 """Summary statistics for replicates, sweeps and forget-set descriptions.
 
-* :func:`mean_std` and :func:`t_interval` — replicate aggregation (N6, pitfall 14: ddof = 1 and
-  ``n`` always reported; ToW's 95 % t-interval).
+* :func:`mean_std` and :func:`t_interval` — replicate aggregation (ddof = 1 and ``n`` always
+  reported; ToW's 95 % t-interval).
 * :func:`sweep_summary` — the hyperparameter-sensitivity summary.
 * :func:`signal_summary` — the optional descriptive forget-set statistics.
 
@@ -95,8 +95,7 @@ def sweep_summary(
 
     Returns:
         ``best``, ``median``, ``worst``, ``iqr`` (75th minus 25th percentile, NumPy linear
-        interpolation), ``frac_within_tau`` and ``n_points``. The ``selected`` value of the spec
-        needs the method's validation-based selection rule and is added by the sweep runner.
+        interpolation), ``frac_within_tau`` and ``n_points``.
 
     Raises:
         DataError: if no values are given.
@@ -132,8 +131,9 @@ def signal_summary(
 ) -> dict[str, float]:
     """Describe per-sample signals of one split: mean and 10/50/90 % quantiles.
 
-    Used for plots and for debugging MIA results; never ranked. The spec also lists ``phi``;
-    pass its values through the φ module and summarise them with NumPy directly.
+    Used for plots and for debugging MIA results; never ranked. For ``phi``, compute it with
+    :func:`~unlearnkit.metrics.functional.phi.logit_scaled_confidence` and summarise it with
+    NumPy directly.
 
     Args:
         sig: signals of the split (``D_f`` or ``D_te^rem``).

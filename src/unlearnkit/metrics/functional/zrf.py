@@ -28,9 +28,9 @@ _ROW_SUM_TOL = 1e-4
 def probs_from_logits(logits: np.ndarray, *, dtype: type = np.float64) -> np.ndarray:
     """Return ``softmax(logits)`` row-wise, computed in ``dtype``.
 
-    ``np.float64`` (default) follows N7 (float64 ``log_softmax`` then ``exp``). ``np.float32``
-    reproduces ``torch.softmax`` on float32 logits (max-subtraction, ``exp``, divide, all in
-    float32), which is what the ZRF reference feeds its divergence.
+    ``np.float64`` (default) takes a float64 ``log_softmax`` then ``exp``, like every signal.
+    ``np.float32`` reproduces ``torch.softmax`` on float32 logits (max-subtraction, ``exp``,
+    divide, all in float32), which is what the ZRF reference feeds its divergence.
 
     Args:
         logits: array (n, K).
