@@ -111,6 +111,11 @@ def bench(
     ),
     device: str | None = typer.Option(None, "--device", help=_DEVICE_OPTION_HELP),
     precision: str | None = typer.Option(None, "--precision", help=_PRECISION_OPTION_HELP),
+    configs: Path | None = typer.Option(
+        None,
+        "--configs",
+        help="Tuned method configs: the tuned.yaml of 'unlearnkit tune' (default: the spec's).",
+    ),
 ) -> None:
     """Run a benchmark (resumable), print the tables, write OUT/results.db and OUT/report.md."""
     from .bench.report import aggregate, tables_md
@@ -151,9 +156,16 @@ def bench(
                 name = get_method(w).name
                 entries.append(by_name.get(name, MethodEntry(name)))
             spec = dataclasses.replace(spec, methods=tuple(entries))
+        from .bench.configs import load_configs
+
+        spec, configs_label = load_configs(spec, configs)
         spec, dev = _run_device(spec, device, precision)
         spec.validate()
-        summary = run_benchmark(spec, out, echo=lambda m: typer.echo(m, err=True), device=dev)
+        summary = run_benchmark(
+            spec, out, echo=lambda m: typer.echo(m, err=True), device=dev, configs=configs_label
+        )
+        if spec.proxy_check is not None and not summary.failures:
+            _proxy_check(spec, out, dev)
         _refresh_report(out)
         with open_existing(out) as store:
             typer.echo(tables_md(aggregate(store), detail=detail))
@@ -177,26 +189,73 @@ def bench(
         raise typer.Exit(1)
 
 
+def _proxy_check(spec, out: Path, device) -> None:
+    """The spec's retrain-free calibration check, into OUT/proxy-check.json (reused if done)."""
+    from .bench.proxy_check import run_proxy_check
+
+    pc = spec.proxy_check
+    run_proxy_check(
+        spec,
+        out,
+        methods=pc.methods,
+        trials=pc.trials,
+        budget_s=pc.budget_s,
+        replicates=pc.replicates,
+        say=lambda m: typer.echo(m, err=True),
+        device=device,
+    )
+
+
 @app.command()
 def report(
     run_dir: Path = typer.Argument(..., metavar="DIR", help="A benchmark run directory."),
-    fmt: str = typer.Option("md", "--format", help="md, json or csv."),
+    fmt: str = typer.Option("md", "--format", help="md, html, json, csv or parquet."),
+    long: bool = typer.Option(
+        False,
+        "--long",
+        help="csv/json/parquet: one row per scenario, row, config and seed, every metric a "
+        "column (fractions of 1, as evaluate() returns them).",
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Write here instead of stdout (html default: DIR/report.html; parquet default: "
+        "DIR/results-long.parquet or DIR/results-summary.parquet).",
+    ),
 ) -> None:
-    """Aggregate a results store: mean ± std per scenario and method."""
-    from .bench.report import render
+    """Aggregate a results store: mean ± std per scenario and method, or every replicate."""
+    from .bench.report import LEGACY_NOTE, render
     from .bench.store import open_existing
+    from .report.long import export
 
-    if fmt not in ("md", "json", "csv"):
-        _fail(f"unknown format {fmt!r}; use md, json or csv")
-    from .bench.report import LEGACY_NOTE
-
+    formats = ("md", "html", "json", "csv", "parquet")
+    if fmt not in formats:
+        _fail(f"unknown format {fmt!r}; use {', '.join(formats)}")
+    if long and fmt in ("md", "html"):
+        _fail(f"--long exports rows, not a {fmt} report; use --format csv, json or parquet")
+    if output is None and fmt == "html":
+        output = run_dir / "report.html"
+    if output is None and fmt == "parquet":
+        output = run_dir / f"results-{'long' if long else 'summary'}.parquet"
     try:
         with open_existing(run_dir) as store:
             if store.legacy:
                 typer.echo(f"note: {LEGACY_NOTE}", err=True)
-            typer.echo(render(store, fmt))
+            body = export(store, fmt, long) if long or fmt == "parquet" else render(store, fmt)
     except UnlearnKitError as exc:
         _fail(str(exc))
+    if output is None:
+        typer.echo(body)
+        return
+    try:
+        if isinstance(body, bytes):
+            output.write_bytes(body)
+        else:
+            output.write_text(body if body.endswith("\n") else body + "\n", encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {output} ({exc.strerror or exc}); give another --output FILE")
+    typer.echo(f"wrote {output}", err=True)
 
 
 @app.command("methods")
@@ -334,21 +393,20 @@ def _register_forget() -> None:
     from .deletion.cli import forget_cmd
 
     app.command("forget")(forget_cmd)
+    from .bench.tune_cli import tune_cmd
+
+    app.command("tune")(tune_cmd)
 
 
 _register_forget()
 
 
 def _refresh_report(out: Path) -> None:
-    """Rewrite OUT/report.md from the store (benchmark tables, claims, audits), atomically."""
-    from .bench.report import render_markdown
-    from .bench.store import open_existing
+    """Rewrite OUT/report.md and OUT/report.html from the store (benchmark tables, plots,
+    claims, audits), each atomically."""
+    from .report.bench import write_reports
 
-    with open_existing(out) as store:
-        text = render_markdown(store)
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out / "report.md")
+    write_reports(out)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Render tier-C audit results: the audit section of ``report.md`` and the CLI's text.
+"""Render tier-C audit results: the audit section of ``report.md`` / ``report.html`` (as
+:mod:`unlearnkit.report` blocks) and the CLI's text.
 
 Every audited method is shown beside the same audit of Retrain (its control row), because no
 audit number means anything alone: the NeurIPS score depends on N and two i.i.d. populations
@@ -12,9 +13,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..bench.store import CellRow, ResultStore
+import numpy as np
 
-__all__ = ["audit_section_md", "format_audit_text"]
+from ..bench.store import CellRow, ResultStore
+from ..report import figures
+from ..report.document import Block, Figure, Row, Section, Table, to_markdown
+
+__all__ = ["audit_blocks", "audit_section_md", "format_audit_text"]
 
 _TITLES = {
     "epsilon": "NeurIPS-2023 score: per-example ε and H-score",
@@ -22,6 +27,7 @@ _TITLES = {
     "rmia": "RMIA (offline) against Retrain",
 }
 _ORDER = ("epsilon", "ulira", "rmia")
+_SHORT = {"epsilon": "ε audit", "ulira": "U-LiRA", "rmia": "RMIA"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,27 +127,76 @@ def _footer(kind: str, rows: list[CellRow]) -> str:
     return "; ".join(parts) + "."
 
 
-def _table_line(kind: str, r: CellRow, label: str) -> str:
+def _table_row(kind: str, r: CellRow, label: str, cls: str = "") -> Row:
     cells = [r.scenario, label, _n_cell(kind, r), *[fn(r.metrics) for _, fn in _COLUMNS[kind]]]
-    return "| " + " | ".join(cells) + " |"
+    return Row(list(cells), cls)
 
 
-def audit_section_md(store: ResultStore) -> str:
-    """Return the audit section of ``report.md`` (Markdown), or ``""`` when no audit ran.
+def _values(record: dict[str, Any], key: str) -> np.ndarray | None:
+    v = record.get(key)
+    if not isinstance(v, list) or not v:
+        return None
+    try:  # the store keeps NaN as null and infinities as "inf" / "-inf"
+        return np.asarray([math.nan if x is None else float(x) for x in v], dtype=float)
+    except (TypeError, ValueError):
+        return None
+
+
+_HISTOGRAMS = {
+    "epsilon": ("eps", "ε", "per-example ε (lower: closer to retraining)"),
+    "ulira": ("vulnerability", "vulnerability", "per-example vulnerability (share flagged)"),
+}
+
+
+def _figures(kind: str, r: CellRow, ctrl: CellRow | None) -> list[Block]:
+    """The HTML plots of one audited method beside its control, from what the rows keep."""
+    pair = {f"{r.label} ({r.access})": r} | ({"Retrain (control)": ctrl} if ctrl else {})
+    out: list[Block] = []
+    if kind in _HISTOGRAMS:
+        key, what, xlabel = _HISTOGRAMS[kind]
+        series = {name: _values(row.record, key) for name, row in pair.items()}
+        series = {k: v for k, v in series.items() if v is not None}
+        if series:
+            out.append(
+                Figure(
+                    lambda s=series: figures.histograms(
+                        s, xlabel, f"per-example {what}, scenario {r.scenario}"
+                    ),
+                    alt=f"histogram of per-example {what}: {r.label} and its Retrain control",
+                    caption=f"Per-example {what} over the forget examples: the audited method "
+                    "beside the same audit of Retrain (its control).",
+                )
+            )
+    rocs = {name: row.record.get("roc") for name, row in pair.items()}
+    rocs = {k: v for k, v in rocs.items() if isinstance(v, dict) and v.get("levels")}
+    if rocs:
+        out.append(
+            Figure(
+                lambda m=rocs: figures.roc_points(
+                    m, f"{_SHORT[kind]}: low-FPR operating points, {r.scenario}"
+                ),
+                alt=f"ROC operating points of {r.label} and its Retrain control (log-log)",
+                caption="Log-log ROC axes with the operating points the audit keeps (TPR at FPR "
+                "1 % and 0.1 %, with Clopper–Pearson intervals; x is the realised FPR). The "
+                "stored rows keep these points, not the full ROC curve. Open markers: a TPR or "
+                "FPR of 0, drawn on the axis edge.",
+            )
+        )
+    return out
+
+
+def audit_blocks(store: ResultStore) -> list[Block]:
+    """The audit section as report blocks (empty when no audit ran).
 
     One table per audit kind; each audited method's row is directly followed by the same
     audit of Retrain (its control row), and a footer gives N, the negatives, their number and
-    the Clopper–Pearson level.
-
-    Args:
-        store: an open results store.
-
-    Returns:
-        Markdown without a top-level heading (the caller adds "## Audits"), or ``""``.
+    the Clopper–Pearson level. In HTML, each method also gets plots of what its rows keep:
+    per-example ε (epsilon) or vulnerability (U-LiRA) histograms beside its control, and the
+    low-FPR operating points on log-log ROC axes (U-LiRA, RMIA).
     """
     rows = list(store.rows("audit"))
     if not rows:
-        return ""
+        return []
     by_key = {r.key: r for r in rows}
     methods = [r for r in rows if r.record.get("control_key")]
     orphans = [
@@ -150,39 +205,48 @@ def audit_section_md(store: ResultStore) -> str:
         if not r.record.get("control_key")
         and not any(m.record.get("control_key") == r.key for m in methods)
     ]
-    out: list[str] = []
+    out: list[Block] = []
     for kind in _ORDER:
         mine = [r for r in methods if r.record.get("audit") == kind]
         lone = [r for r in orphans if r.record.get("audit") == kind]
         if not mine and not lone:
             continue
         cols = _COLUMNS[kind]
-        header = ["scenario", "model", _N_HEADER[kind], *[c[0] for c in cols]]
-        lines = [
-            f"### {_TITLES[kind]}\n",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
-        ]
+        table = Table(["scenario", "model", _N_HEADER[kind], *[c[0] for c in cols]], [])
+        plots: list[Block] = []
         shown: list[CellRow] = []
         for r in mine:
             shown.append(r)
-            lines.append(_table_line(kind, r, f"{r.label} ({r.access})"))
+            table.rows.append(_table_row(kind, r, f"{r.label} ({r.access})"))
             ctrl = by_key.get(r.record["control_key"])
             if ctrl is None:
-                lines.append(
-                    f"| {r.scenario} | Retrain (control) | | missing: rerun the audit |"
-                    + " |" * (len(cols) - 1)
-                )
+                missing = [r.scenario, "Retrain (control)", "", "missing: rerun the audit"]
+                table.rows.append(Row(missing + [""] * (len(cols) - 1), "diverged"))
             else:
                 shown.append(ctrl)
-                lines.append(_table_line(kind, ctrl, "↳ Retrain (control)"))
+                table.rows.append(_table_row(kind, ctrl, "↳ Retrain (control)", "ref"))
+            plots += _figures(kind, r, ctrl)
         for r in lone:
             shown.append(r)
-            lines.append(_table_line(kind, r, r.label))
-        lines.append("")
-        lines.append(_footer(kind, shown))
-        out.append("\n".join(lines))
-    return "\n\n".join(out) + "\n"
+            table.rows.append(_table_row(kind, r, r.label))
+        table.footer = _footer(kind, shown)
+        out.append(Section(_TITLES[kind], [table, *plots], level=3))
+    return out
+
+
+def audit_section_md(store: ResultStore) -> str:
+    """Return the audit section of ``report.md`` (Markdown), or ``""`` when no audit ran.
+
+    The blocks of :func:`audit_blocks` in Markdown (the plots are HTML only).
+
+    Args:
+        store: an open results store.
+
+    Returns:
+        Markdown without a top-level heading (the caller adds "## Audits"), or ``""``.
+    """
+    blocks = audit_blocks(store)
+    return to_markdown(blocks) if blocks else ""
 
 
 # --------------------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ def run_proxy_check(
     trials: int = 6,
     budget_s: float = 60.0,
     scenarios: Sequence[str] | None = None,
+    replicates: int | None = None,
     say: Callable[[str], None] | None = None,
     device: str | None = None,
 ) -> ProxyCheck:
@@ -96,6 +97,7 @@ def run_proxy_check(
             depend on the machine's speed while ``budget_s`` is ample).
         budget_s: each calibration's wall-clock cap, seconds.
         scenarios: scenario names (default: every scenario whose kind the target covers).
+        replicates: check only the first N of the spec's seeds (default: all).
         say: progress lines.
 
     Raises:
@@ -119,6 +121,7 @@ def run_proxy_check(
         if (scenarios is None or sc.name in scenarios)
         and sc.scenario in ("random", "class", "indices")
     ]
+    seeds = spec.seeds[:replicates] if replicates else spec.seeds
     out = Path(out_dir)
     bundle = load(spec.dataset.name, **spec.dataset.options)
     factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
@@ -127,7 +130,7 @@ def run_proxy_check(
         "trials": trials,
         "budget_s": float(budget_s),
         "scenarios": [sc.name for sc in wanted],
-        "seeds": list(spec.seeds),
+        "seeds": list(seeds),
         "version": _VERSION,
     }
     key = digest({"context": spec_context(spec, bundle, factory), "settings": settings})
@@ -150,7 +153,7 @@ def run_proxy_check(
             task = scenario_task(
                 spec, sc, bundle, factory=factory, cache_dir=bank.root, device=device, say=say
             )
-            for rep in spec.seeds:
+            for rep in seeds:
                 refs = _Refs(spec, task, rep, factory, bank, RunSummary(), say, device)
                 orig, _ = refs.original()
                 r1, _ = refs.retrain("retrain")
@@ -202,7 +205,7 @@ def run_proxy_check(
                                 "seed": rep,
                                 "method": name,
                                 "kind": kind,
-                                "avg_gap": _points(gap(model)["avg_gap_salun"]),
+                                "avg_gap_pp": _points(gap(model)["avg_gap_salun"]),
                                 "passed": bool(verdict["passed"]),
                                 "config": cfg or {},
                                 "trials": board.rows[0]["trials"] if kind == "proxy" else None,
@@ -210,7 +213,7 @@ def run_proxy_check(
                         )
                     say(
                         f"proxy check [{sc.name} seed {rep}] {name}: "
-                        + ", ".join(f"{r['kind']} {r['avg_gap']:.2f}" for r in rows[-3:])
+                        + ", ".join(f"{r['kind']} {r['avg_gap_pp']:.2f}" for r in rows[-3:])
                     )
     result = ProxyCheck(
         key=key,
@@ -236,7 +239,8 @@ def summary_rows(check: dict[str, Any]) -> list[dict[str, Any]]:
         rs = [r for r in check["rows"] if r["scenario"] == sc and r["method"] == m]
         row: dict[str, Any] = {"scenario": sc, "method": m}
         for kind in KINDS:
-            vals = [r["avg_gap"] for r in rs if r["kind"] == kind and r["avg_gap"] is not None]
+            vals = [r["avg_gap_pp"] for r in rs if r["kind"] == kind]
+            vals = [v for v in vals if v is not None]
             row[kind] = sum(vals) / len(vals) if vals else None
             row[f"{kind}_passed"] = [r["passed"] for r in rs if r["kind"] == kind]
         row["noise_floor"] = check.get("noise_floor", {}).get(sc)

@@ -1,8 +1,14 @@
-"""Aggregate a results store into tables: Markdown (``report.md``), JSON and CSV.
+"""Aggregate a results store into tables: Markdown (``report.md``), HTML (``report.html``),
+JSON and CSV.
 
 Rows per scenario, in order: Original, Retrain (the reference), Retrain′ (the noise floor: its
-gap columns hold the floors), then the methods grouped by access level. Cells
-are mean ± std over replicates (ddof 1), rates ×100 with one decimal, gaps in percentage points.
+gap columns hold the floors), then the methods grouped by access level. Cells are mean ± std
+over replicates (ddof 1; the HTML adds the 95 % t-interval), rates ×100 with one decimal, gaps
+in percentage points (pp). The store and the JSON/CSV exports keep :func:`unlearnkit.evaluate`'s
+units and names: rates and gaps as fractions of 1 (``avg_gap_salun`` 0.05 is 5 pp).
+
+The tables are :mod:`unlearnkit.report` blocks; the whole document (sections, plots,
+provenance) is put together by :mod:`unlearnkit.report.bench`.
 """
 
 from __future__ import annotations
@@ -17,11 +23,24 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..metrics.functional.gaps import avg_gap_trial_mean
-from ..metrics.functional.stats import mean_std
+from ..metrics.functional.stats import mean_std, t_interval
+from ..report.document import Block, Cell, GroupRow, Row, Section, Table, md_table, to_markdown
 from .store import CellRow, ResultStore
 
-__all__ = ["LEGACY_NOTE", "SUMMARY_KEYS", "aggregate", "memorisation", "render", "row_label"]
+__all__ = [
+    "LEGACY_NOTE",
+    "SUMMARY_KEYS",
+    "access_level",
+    "aggregate",
+    "memorisation",
+    "render",
+    "render_html",
+    "render_markdown",
+    "row_label",
+    "scenario_sections",
+]
 
 #: Said by every report of a store written before rows recorded which run produced them.
 LEGACY_NOTE = (
@@ -39,17 +58,21 @@ SUMMARY_KEYS: tuple[tuple[str, str, str], ...] = (
     ("rte_seconds", "RTE (s)", "seconds"),
 )
 
-DETAIL_KEYS: tuple[tuple[str, str, str], ...] = (
+#: The detail columns, in two tables (forgetting and attacks; agreement with Retrain).
+DETAIL_FORGET_KEYS: tuple[tuple[str, str, str], ...] = (
     ("signed_fa", "signed FA (pp, <0 over-forgets)", "rate"),
     ("acc_forget_test", "forgotten-class TA (%)", "rate"),
     ("collateral_acc_neighbours", "neighbour-class TA change (pp vs original)", "rate"),
     ("mia_lr_entropy_member_rate", "MIA-LR (member %)", "rate"),
     ("mia_lr_loss_cv_acc", "MIA-CV acc (%)", "rate"),
+)
+DETAIL_RETRAIN_KEYS: tuple[tuple[str, str, str], ...] = (
     ("avg_gap_natmu", "Avg. Gap NatMU (pp)", "rate"),
     ("zrf", "ZRF", "score"),
     ("tow", "ToW", "score"),
     ("js_to_retrain_forget", "JS to Retrain on D_f (×1e3)", "milli"),
 )
+DETAIL_KEYS = DETAIL_FORGET_KEYS + DETAIL_RETRAIN_KEYS
 
 #: Opt-in readouts, shown when the rows have them: the spec's ``relearn: true`` and, with
 #: ``retrain_init: same_init``, the weight distance to Retrain.
@@ -61,14 +84,22 @@ OPTIONAL_KEYS: tuple[tuple[str, str, str], ...] = (
 
 _KIND_ORDER = {"original": 0, "retrain": 1, "retrain_prime": 2, "method": 3}
 _ACCESS_ORDER = {"forget_only": 0, "forget_and_retain": 1, "full_train": 2}
+_ACCESS_TITLES = {
+    "reference": "Reference models: Retrain is the target, Retrain′ shows the noise floor",
+    "forget_only": "forget_only: methods that read only the forget set",
+    "forget_and_retain": "forget_and_retain: methods that also read the retain set",
+    "full_train": "full_train: methods that read the whole training set",
+}
 
 
 def _stat(values: Iterable[float]) -> dict[str, float]:
+    """Mean, std (ddof 1), n and the half-width of the 95 % t-interval (``half``)."""
     vals = [v for v in values if v is not None and not math.isnan(v)]
     if not vals:
-        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+        return {"mean": float("nan"), "std": float("nan"), "n": 0, "half": float("nan")}
     m, s, n = mean_std(vals)
-    return {"mean": m, "std": s, "n": n}
+    half = t_interval(vals)[1] if n >= 2 and math.isfinite(s) else float("nan")
+    return {"mean": m, "std": s, "n": n, "half": half}
 
 
 def aggregate(store: ResultStore, kinds: tuple[str, ...] = tuple(_KIND_ORDER)) -> list[dict]:
@@ -176,31 +207,77 @@ def memorisation(store: ResultStore) -> list[dict[str, Any]]:
     return out
 
 
+def _scale(kind: str) -> float:
+    return {"rate": 100.0, "milli": 1000.0}.get(kind, 1.0)
+
+
+def _digits(stat: dict[str, float], kind: str) -> int:
+    digits = {"score": 2, "seconds": 2, "count": 0}.get(kind, 1)
+    return 1 if kind == "count" and stat["n"] >= 2 else digits
+
+
+def _number(x: float, digits: int) -> str:
+    """``x`` with ``digits`` decimals, or in 3 significant digits once it is very large (a
+    value that rounds to zero is written without a minus sign)."""
+    text = f"{x:.3g}" if abs(x) >= 1e6 else f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def _fmt(stat: dict[str, float] | None, kind: str) -> str:
     if stat is None or stat["n"] == 0 or math.isnan(stat["mean"]):
         return "–"
-    scale = {"rate": 100.0, "milli": 1000.0}.get(kind, 1.0)
-    m = stat["mean"] * scale
-    digits = {"score": 2, "seconds": 2, "count": 0}.get(kind, 1)
-    if kind == "count" and stat["n"] >= 2:
-        digits = 1
+    scale, digits = _scale(kind), _digits(stat, kind)
+    m = _number(stat["mean"] * scale, digits)
     if stat["n"] < 2 or math.isnan(stat["std"]):
-        return f"{m:.{digits}f}"
-    return f"{m:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+        return m
+    return f"{m} ± {_number(stat['std'] * scale, digits)}"
 
 
-def _table(records: list[dict], columns: tuple[tuple[str, str, str], ...]) -> str:
+def _interval(stat: dict[str, float] | None, kind: str) -> str:
+    """The 95 % t-interval of the mean, ``[lo, hi]`` (empty under two replicates)."""
+    half = (stat or {}).get("half", float("nan"))
+    if stat is None or stat["n"] < 2 or not math.isfinite(half):
+        return ""
+    scale, digits = _scale(kind), _digits(stat, kind)
+    lo, hi = (stat["mean"] - half) * scale, (stat["mean"] + half) * scale
+    return f"[{_number(lo, digits)}, {_number(hi, digits)}]"
+
+
+def access_level(rec: dict) -> str:
+    """The access level a row is grouped under: ``reference`` for Original, Retrain and
+    Retrain′; a method's registered ``access.level`` (the row's own for unknown methods)."""
+    if rec["kind"] not in ("method", "sweep"):
+        return "reference"
+    from ..methods import get_method
+
+    try:
+        return get_method(rec["method"]).access.level
+    except ConfigError:
+        return str(rec["access"]).split("+")[0]
+
+
+_ROW_CLASS = {"original": "orig", "retrain": "ref", "retrain_prime": "floor"}
+
+
+def _table(
+    records: list[dict], columns: tuple[tuple[str, str, str], ...], caption: str = ""
+) -> Table:
     head = ["Method", "Access", *[c[1] for c in columns]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows: list[Row | GroupRow] = []
+    group = None
     for r in records:
-        cells = [row_label(r), r["access"]]
+        level = access_level(r)
+        if level != group:
+            group = level
+            rows.append(GroupRow(_ACCESS_TITLES.get(level, level)))
+        cls = "diverged" if r.get("diverged") else _ROW_CLASS.get(r["kind"], "")
+        cells: list[str | Cell] = [row_label(r), r["access"]]
         for key, _, kind in columns:
             stat = r["metrics"].get(key)
-            if r["kind"] == "retrain_prime" and key.startswith("avg_gap"):
-                stat = r["metrics"].get(key)  # the gap of Retrain′ to Retrain *is* the floor
-            cells.append(_fmt(stat, kind))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            sub = _interval(stat, kind)
+            cells.append(Cell(_fmt(stat, kind), sub=sub, title="95 % interval" if sub else ""))
+        rows.append(Row(cells, cls))
+    return Table(head, rows, caption=caption)
 
 
 def row_label(r: dict) -> str:
@@ -219,112 +296,114 @@ def _scenarios(records: list[dict]) -> list[str]:
     return seen
 
 
-def tables_md(records: list[dict], detail: bool = True) -> str:
-    """Per-scenario Markdown tables (headline and, optionally, detail)."""
-    parts = []
+def scenario_sections(
+    records: list[dict], detail: bool = True, figures: Any = None
+) -> list[Section]:
+    """One section per scenario: the headline table, ``figures(scenario, rows)`` (blocks, for
+    the HTML plots) and, with ``detail``, the detail tables (at most nine columns each)."""
+    out = []
     for sc in _scenarios(records):
         rows = [r for r in records if r["scenario"] == sc]
         n = max(r["n"] for r in rows)
-        parts.append(f"### Scenario `{sc}` ({n} replicate{'s' if n != 1 else ''})\n")
-        parts.append(_table(rows, SUMMARY_KEYS))
+        sec = Section(f"Scenario `{sc}` ({n} replicate{'s' if n != 1 else ''})", level=3)
+        sec.add(_table(rows, SUMMARY_KEYS))
+        if figures is not None:
+            sec.add(*figures(sc, rows))
         if detail:
-            parts.append("\nDetail:\n")
+            sec.add(_table(rows, DETAIL_FORGET_KEYS, "Detail, forgetting and attacks:"))
+            sec.add(_table(rows, DETAIL_RETRAIN_KEYS, "Detail, agreement with Retrain:"))
             extra = tuple(c for c in OPTIONAL_KEYS if any(c[0] in r["metrics"] for r in rows))
-            parts.append(_table(rows, DETAIL_KEYS + extra))
-        parts.append("")
-    return "\n".join(parts)
+            if extra:
+                sec.add(_table(rows, extra, "Opt-in readouts:"))
+        out.append(sec)
+    return out
+
+
+def tables_md(records: list[dict], detail: bool = True) -> str:
+    """Per-scenario Markdown tables (headline and, optionally, detail)."""
+    return to_markdown(scenario_sections(records, detail))
+
+
+def _ratio(r: float) -> str:
+    if math.isinf(r):
+        return "∞ (floor 0)"
+    if r >= 1000:
+        return "> 1000×"
+    return f"{r:.1f}×" if r < 100 else f"{r:.0f}×"
+
+
+def memorisation_table(mem: list[dict]) -> Table:
+    head = [
+        "Scenario",
+        "Signal",
+        "Original",
+        "Retrain",
+        "margin (mean abs. original − Retrain)",
+        "noise floor (mean abs. Retrain′ − Retrain)",
+        "margin / floor",
+    ]
+    rows = [
+        Row(
+            [
+                m["scenario"],
+                m["description"],
+                f"{m['original']:.4f}",
+                f"{m['retrain']:.4f}",
+                f"{m['margin']:.4f}",
+                f"{m['floor']:.4f}",
+                Cell(_ratio(m["ratio"]), cls="good" if m["ratio"] >= 2 else "bad"),
+            ]
+        )
+        for m in mem
+    ]
+    return Table(head, rows)
 
 
 def memorisation_md(mem: list[dict]) -> str:
-    lines = [
-        "| Scenario | Signal | Original | Retrain | margin |orig − retrain| | noise floor "
-        "|retrain′ − retrain| | margin / floor |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for m in mem:
-        ratio = "∞" if math.isinf(m["ratio"]) else f"{m['ratio']:.1f}×"
-        lines.append(
-            f"| {m['scenario']} | {m['description']} | {m['original']:.4f} | "
-            f"{m['retrain']:.4f} | {m['margin']:.4f} | {m['floor']:.4f} | {ratio} |"
-        )
-    return "\n".join(lines)
+    t = memorisation_table(mem)
+    return md_table(t.head, t.rows)
 
 
-SectionFn = Callable[[ResultStore, list[dict]], str]
+SectionFn = Callable[[ResultStore, list[dict]], list[Block]]
 
 
 def _extra_sections() -> list[tuple[str, SectionFn]]:
-    """The sections after the results tables (each renders nothing when it has no data)."""
-    from .claims import claims_md, sweeps_md
+    """The sections after the results tables, as report blocks (an empty list: no section)."""
+    from ..report import sections
 
-    sections: list[tuple[str, SectionFn]] = [
-        ("Paper claims", claims_md),
-        ("Sensitivity sweeps", sweeps_md),
+    out: list[tuple[str, SectionFn]] = [
+        ("Paper claims", sections.claims_blocks),
+        ("Sensitivity sweeps", sections.sweeps_blocks),
     ]
     try:
-        from ..audit.report import audit_section_md
+        from ..audit.report import audit_blocks
     except ImportError:  # the audit package is optional at this stage
-        return sections
-    sections.append(("Audits", lambda store, _records: audit_section_md(store)))
-    return sections
+        audit_blocks = None
+    if audit_blocks is not None:
+        out.append(("Audits", lambda store, _records: audit_blocks(store)))
+    out.append(("Retrain-free calibration check", sections.proxy_blocks))
+    return out
 
 
 def render_markdown(store: ResultStore) -> str:
     """The whole ``report.md``."""
-    records = aggregate(store)
-    spec = store.get_meta("spec", {})
-    prov = store.get_meta("provenance", {})
-    data = store.get_meta("dataset", {})
-    parts = [f"# unlearnkit benchmark report: {spec.get('name', '?')}\n"]
-    if store.legacy:
-        parts.append(f"> {LEGACY_NOTE}\n")
-    if any(r.get("diverged") for r in records):
-        parts.append(
-            "> Rows marked ⚠ diverged: the method hit non-finite values in some replicates; the "
-            "model evaluated is its last state with finite outputs (or the input model), so "
-            "those numbers do not show the method working.\n"
-        )
-    parts.append(
-        "Every forgetting metric is read against Retrain (the model retrained without the forget "
-        "set), never maximised: the Retrain row is the target and Retrain′ (a second retrain "
-        "with another seed) shows the noise floor. Avg. Gap is the mean absolute gap to Retrain "
-        "of UA, RA, TA and MIA-Efficacy (SalUn's definition), per replicate, then mean ± std.\n"
-    )
-    mem = memorisation(store)
-    if mem:
-        parts.append("## Memorisation: can this benchmark tell methods apart?\n")
-        parts.append(
-            "The original model's forget-set signals must differ from Retrain's by clearly more "
-            "than two Retrains differ from each other; otherwise no metric can separate a "
-            "method that forgets from one that does nothing.\n"
-        )
-        parts.append(memorisation_md(mem) + "\n")
-    parts.append("## Results\n")
-    parts.append(tables_md(records))
-    for title, fn in _extra_sections():
-        body = fn(store, records)
-        if body:
-            parts.append(f"## {title}\n\n{body}\n")
-    parts.append("## Provenance\n")
-    seeds = sorted({r for rec in records for r in rec["seeds"]}) or spec.get("seeds", [])
-    parts.append(
-        f"- dataset: {data.get('name')} (train {data.get('n_train')}, val {data.get('n_val')}, "
-        f"test {data.get('n_test')}; split {json.dumps(data.get('split', {}))}; fingerprint "
-        f"{data.get('fingerprint')})\n"
-        f"- model: {json.dumps(spec.get('model', {}))}; recipe: "
-        f"{json.dumps(spec.get('recipe', {}))}\n"
-        f"- replicates: seeds {seeds} (replicate s: train seed s, retrain 1000+s, retrain′ "
-        f"2000+s, unlearn s; the forget set is fixed); attack seed {spec.get('seed_attack')}; "
-        f"ZRF teacher seed {spec.get('zrf_teacher_seed')}\n"
-        "- std with ddof = 1; rates ×100; RTE is the method call alone (no evaluation); no "
-        "legacy metric flags in force\n"
-        f"- software/hardware: {json.dumps(prov)}\n"
-    )
-    return "\n".join(parts)
+    from ..report.bench import bench_document
+
+    return to_markdown(bench_document(store))
+
+
+def render_html(store: ResultStore) -> str:
+    """The whole ``report.html``: the same content as ``report.md``, with the 95 % intervals,
+    rows grouped by access level and the plots (self-contained: inline PNG, no script)."""
+    from ..report.bench import bench_document
+    from ..report.html import to_html
+
+    return to_html(bench_document(store))
 
 
 def summary_records(store: ResultStore) -> list[dict[str, Any]]:
-    """One flat object per (scenario, row): mean and std of the headline metrics."""
+    """One flat object per (scenario, row): mean and std of the headline metrics, in the
+    store's units (fractions of 1, as :func:`unlearnkit.evaluate` returns them; seconds)."""
     out = []
     for r in aggregate(store):
         obj: dict[str, Any] = {
@@ -355,9 +434,15 @@ def _num(v: float) -> float | None:
 
 
 def render(store: ResultStore, fmt: str = "md") -> str:
-    """The report in ``md``, ``json`` (one object per scenario × method) or ``csv``."""
+    """The report in ``md``, ``html``, ``json`` (one object per scenario × method) or ``csv``.
+
+    The per-replicate export (one row per scenario, row, config and seed) is
+    :func:`unlearnkit.report.long.export`.
+    """
     if fmt == "md":
         return render_markdown(store)
+    if fmt == "html":
+        return render_html(store)
     records = summary_records(store)
     if fmt == "json":
         return json.dumps(records, indent=1)
@@ -368,4 +453,4 @@ def render(store: ResultStore, fmt: str = "md") -> str:
             w.writeheader()
             w.writerows(records)
         return buf.getvalue()
-    raise ValueError(f"unknown format {fmt!r}; use md, json or csv")
+    raise ConfigError(f"unknown format {fmt!r}; use md, html, json or csv")

@@ -125,6 +125,32 @@ class SweepSpec:
 
 
 @dataclass(frozen=True)
+class ProxyCheckSpec:
+    """The retrain-free calibration check a run adds to its report
+    (:func:`unlearnkit.bench.proxy_check.run_proxy_check`): each method's defaults, its
+    retrain-free calibration (``trials`` trials, at most ``budget_s`` seconds) and the run's own
+    config, scored against Retrain on the first ``replicates`` seeds."""
+
+    methods: tuple[str, ...] = ("natmu", "salun")
+    trials: int = 6
+    budget_s: float = 60.0
+    replicates: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.methods, str) or not self.methods:
+            raise ConfigError(
+                f"proxy_check.methods must be a non-empty list of method names, e.g. "
+                f"[natmu, salun]; got {self.methods!r}"
+            )
+        object.__setattr__(self, "methods", tuple(get_method(m).name for m in self.methods))
+        _int(self.trials, "proxy_check.trials", 1, 10_000)
+        _int(self.replicates, "proxy_check.replicates", 1, MAX_REPLICATES)
+        b = self.budget_s
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b < float("inf"):
+            raise ConfigError(f"proxy_check.budget_s must be a positive number, got {b!r}")
+
+
+@dataclass(frozen=True)
 class BenchSpec:
     """Everything that determines a benchmark run.
 
@@ -155,6 +181,7 @@ class BenchSpec:
     retrain_init: str = "fresh_seed"
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     device: str | None = None
+    proxy_check: ProxyCheckSpec | None = None
 
     @property
     def precision(self) -> str:
@@ -232,7 +259,12 @@ class BenchSpec:
         """A smoke version: one seed and a short recipe."""
         recipe = dataclasses.replace(self.recipe, epochs=max(1, min(self.recipe.epochs, 15)))
         return dataclasses.replace(
-            self, name=f"{self.name}-quick", seeds=self.seeds[:1], recipe=recipe, sweeps=()
+            self,
+            name=f"{self.name}-quick",
+            seeds=self.seeds[:1],
+            recipe=recipe,
+            sweeps=(),
+            proxy_check=None,
         )
 
 
@@ -358,6 +390,9 @@ def spec_from_dict(data: dict[str, Any]) -> BenchSpec:
         kw["sweeps"] = _tuple_of(SweepSpec, data.pop("sweeps"), "sweeps")
     if "seeds" in data:
         kw["seeds"] = _seeds(data.pop("seeds"))
+    if data.get("proxy_check") is not None:
+        d = _mapping(data.pop("proxy_check"), "proxy_check", "{methods: [natmu, salun]}")
+        kw["proxy_check"] = build_dataclass(ProxyCheckSpec, d, "proxy_check")
     for key in ("name", "default_preset"):
         if key in data and data[key] is not None and not isinstance(data[key], str):
             raise ConfigError(f"spec {key} must be a string, got {data[key]!r}")

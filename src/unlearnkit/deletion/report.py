@@ -3,21 +3,32 @@
 Both say the verdict in one sentence, then each acceptance criterion (value, target, passed),
 the before/after figures, the calibration leaderboard and the provenance. The HTML adds the
 forget-set vs held-out loss histograms before and after (matplotlib, inlined as PNG: no network,
-no JavaScript).
+no JavaScript). Both render one :mod:`unlearnkit.report` document.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["verdict_sentence", "write_reports"]
+from ..report.document import (
+    BulletList,
+    Cell,
+    Document,
+    Figure,
+    Note,
+    Paragraph,
+    Row,
+    Section,
+    Table,
+    to_markdown,
+)
+from ..report.html import to_html
+
+__all__ = ["document", "html_report", "markdown", "verdict_sentence", "write_reports"]
 
 
 def _fmt(v: Any) -> str:
@@ -99,64 +110,24 @@ def _board_rows(evidence: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 _CRIT_HEAD = ["criterion", "before", "after", "target", "passed"]
 _BOARD_HEAD = ["method", "best objective (0 = every target met)", "trials", "failed", "s", "config"]
 
 
-def markdown(evidence: dict[str, Any]) -> str:
-    after, before = evidence.get("after", {}), evidence.get("before", {})
-    failed = [k for k, ok in evidence["verdict"]["criteria"].items() if not ok]
-    parts = [
-        "# unlearnkit deletion report\n",
-        f"**{verdict_sentence(evidence)}**\n",
-        "Figures are measured on the report half of the held-out data, which the calibration "
-        "never read. Definitions: `docs/retrain-free-calibration.md`.\n",
-        "## Acceptance criteria\n",
-        _md_table(_CRIT_HEAD, _criteria_rows(after, before)) + "\n",
+def _criteria_table(after: dict[str, Any], before: dict[str, Any]) -> Table:
+    rows = [
+        Row([*r[:4], Cell(r[4], cls="good" if r[4] == "yes" else "bad")])
+        for r in _criteria_rows(after, before)
     ]
-    if failed:
-        parts.append("What to try:\n")
-        parts += [f"- `{k}`: {_ADVICE.get(k, 'a larger --budget-s')}" for k in failed]
-        parts.append("")
-    m = evidence["method"]
-    parts += [
-        "## Method\n",
-        f"`{m['name']}` ({m['access']}), seed {m['seed']}, run time {m['rte_seconds']:.2f} s"
-        + (" — **diverged**: rolled back to its last finite state" if m.get("diverged") else "")
-        + "\n",
-        f"Config: `{m['config']}`\n",
-        "## Calibration leaderboard\n",
-        f"Budget {evidence['budget']['budget_s']:.0f} s, spent "
-        f"{evidence['budget']['calibration_s']:.1f} s.\n",
-        _md_table(_BOARD_HEAD, _board_rows(evidence)) + "\n",
-        "## Provenance\n",
-        f"- request: {evidence['request']}",
-        f"- input: {evidence['input']['data']}; held-out: {evidence['input']['held_out']}",
-        f"- checkpoint in: {evidence['input'].get('checkpoint_sha256', '(not a file)')}; out: "
-        f"{evidence.get('output', {}).get('sha256', '?')}",
-        f"- software: {evidence['software']}",
-    ]
-    if "reference" in evidence:
-        parts += ["", "## Against a retrained model\n", f"{evidence['reference']}"]
-    return "\n".join(parts) + "\n"
+    return Table(_CRIT_HEAD, rows)
 
 
-def _histogram_png(losses: dict[str, dict[str, np.ndarray]]) -> str | None:
-    """Forget vs held-out loss histograms, before and after, as a base64 PNG."""
-    try:
-        import matplotlib
+def _loss_histograms(losses: dict[str, dict[str, Any]]) -> Any:
+    """Forget vs held-out loss histograms, before and after (a matplotlib figure)."""
+    from matplotlib.figure import Figure as MplFigure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is a dependency
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    fig = MplFigure(figsize=(9, 3.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
     # per-sample losses span orders of magnitude (memorised rows sit near 0): a log axis
     logs = {
         when: {k: np.log10(np.maximum(np.asarray(v, dtype=float), 1e-6)) for k, v in part.items()}
@@ -174,53 +145,85 @@ def _histogram_png(losses: dict[str, dict[str, np.ndarray]]) -> str | None:
         ax.set_xlabel("per-sample loss (log10)")
         ax.legend()
     axes[0].set_ylabel("density")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return fig
 
 
-def _html_table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c).replace('**', '')}</td>" for c in r) + "</tr>"
-        for r in rows
+def document(evidence: dict[str, Any], losses: dict[str, Any] | None = None) -> Document:
+    """The deletion report as a document (``losses``: the per-sample losses of the plot)."""
+    after, before = evidence.get("after", {}), evidence.get("before", {})
+    failed = [k for k, ok in evidence["verdict"]["criteria"].items() if not ok]
+    ok = bool(evidence["verdict"].get("passed"))
+    doc = Document("unlearnkit deletion report")
+    doc.add(
+        Note(verdict_sentence(evidence), kind="pass" if ok else "fail", bold=True),
+        Paragraph(
+            "Figures are measured on the report half of the held-out data, which the "
+            "calibration never read. Definitions: `docs/retrain-free-calibration.md`."
+        ),
     )
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+    if losses:
+        doc.add(
+            Section("Forget set vs held-out data: per-sample loss").add(
+                Figure(
+                    lambda: _loss_histograms(losses),
+                    alt="forget vs held-out loss histograms",
+                    caption="Per-sample loss of the deleted rows and of held-out data, before "
+                    "and after unlearning (log scale).",
+                )
+            )
+        )
+    crit = Section("Acceptance criteria").add(_criteria_table(after, before))
+    if failed:
+        crit.add(
+            Paragraph("What to try:"),
+            BulletList([f"`{k}`: {_ADVICE.get(k, 'a larger --budget-s')}" for k in failed]),
+        )
+    m = evidence["method"]
+    diverged = " — **diverged**: rolled back to its last finite state" if m.get("diverged") else ""
+    board = [Row(r) for r in _board_rows(evidence)]
+    doc.add(
+        crit,
+        Section("Method").add(
+            Paragraph(
+                f"`{m['name']}` ({m['access']}), seed {m['seed']}, run time "
+                f"{m['rte_seconds']:.2f} s{diverged}"
+            ),
+            Paragraph(f"Config: `{m['config']}`"),
+        ),
+        Section("Calibration leaderboard").add(
+            Paragraph(
+                f"Budget {evidence['budget']['budget_s']:.0f} s, spent "
+                f"{evidence['budget']['calibration_s']:.1f} s."
+            ),
+            Table(_BOARD_HEAD, list(board)),
+        ),
+        Section("Provenance").add(
+            BulletList(
+                [
+                    f"request: {evidence['request']}",
+                    f"input: {evidence['input']['data']}; held-out: "
+                    f"{evidence['input']['held_out']}",
+                    "checkpoint in: "
+                    f"{evidence['input'].get('checkpoint_sha256', '(not a file)')}; out: "
+                    f"{evidence.get('output', {}).get('sha256', '?')}",
+                    f"software: {evidence['software']}",
+                ]
+            )
+        ),
+    )
+    if "reference" in evidence:
+        doc.add(Section("Against a retrained model").add(Paragraph(f"{evidence['reference']}")))
+    return doc
+
+
+def markdown(evidence: dict[str, Any]) -> str:
+    """``report.md``: the document in Markdown (no plot)."""
+    return to_markdown(document(evidence))
 
 
 def html_report(evidence: dict[str, Any], losses: dict[str, Any]) -> str:
-    after, before = evidence.get("after", {}), evidence.get("before", {})
-    ok = evidence["verdict"].get("passed")
-    png = _histogram_png(losses) if losses else None
-    plot = (
-        f'<img alt="forget vs held-out loss histograms" src="data:image/png;base64,{png}">'
-        if png
-        else ""
-    )
-    md_lines = markdown(evidence).split("## Provenance", 1)[1]
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>unlearnkit deletion report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }}
-.verdict {{ padding: .8rem 1rem; border-radius: .4rem; font-weight: 600;
-  background: {"#e8f6ec" if ok else "#fdecea"};
-  border: 1px solid {"#27ae60" if ok else "#c0392b"}; }}
-table {{ border-collapse: collapse; margin: .5rem 0 1rem; }}
-td, th {{ border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; font-size: .9rem; }}
-pre {{ white-space: pre-wrap; background: #f6f6f6; padding: .5rem; }}
-</style></head><body>
-<h1>unlearnkit deletion report</h1>
-<p class="verdict">{html.escape(verdict_sentence(evidence))}</p>
-<p>Figures are measured on the report half of the held-out data, which the calibration never
-read.</p>
-<h2>Forget set vs held-out data: per-sample loss</h2>{plot}
-<h2>Acceptance criteria</h2>{_html_table(_CRIT_HEAD, _criteria_rows(after, before))}
-<h2>Calibration leaderboard</h2>{_html_table(_BOARD_HEAD, _board_rows(evidence))}
-<h2>Provenance</h2><pre>{html.escape(md_lines.strip())}</pre>
-</body></html>
-"""
+    """``report.html``: the document with the loss histograms, one self-contained page."""
+    return to_html(document(evidence, losses), toc=False)
 
 
 def write_reports(result: Any, out: Path) -> dict[str, Path]:

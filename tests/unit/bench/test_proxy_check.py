@@ -33,7 +33,7 @@ def test_scores_three_configs_per_method_and_reuses_the_benchmarks_models(tmp_pa
     assert {(r["scenario"], r["kind"]) for r in rows} == {
         (s, k) for s in ("rnd", "cls") for k in pc.KINDS
     }
-    assert all(r["avg_gap"] is not None and 0.0 <= r["avg_gap"] <= 100.0 for r in rows)
+    assert all(r["avg_gap_pp"] is not None and 0.0 <= r["avg_gap_pp"] <= 100.0 for r in rows)
     assert all(r["trials"] == 3 for r in rows if r["kind"] == "proxy")
     assert all(isinstance(r["passed"], bool) for r in rows)
     assert set(check["noise_floor"]) == {"rnd", "cls"}
