@@ -69,23 +69,20 @@ class ForgetTask:
         return int(len(self.forget_idx))
 
     def _train_view(self, name: str, idx: np.ndarray) -> DataView:
-        t = torch.as_tensor(idx)
-        tr = self.bundle.train
+        part = self.bundle.train.subset(idx)  # disk-backed inputs stay on disk
         return DataView(
             name,
-            tr.x[t],
-            tr.y[t],
+            part.x,
+            part.y,
             indices=idx,
             augment=self.bundle.augment,
             normalization=self.bundle.normalization,
         )
 
     def _split_view(self, name: str, split: Any, mask: np.ndarray | None = None) -> DataView:
-        x, y = split.x, split.y
         if mask is not None:
-            t = torch.as_tensor(np.flatnonzero(mask))
-            x, y = x[t], y[t]
-        return DataView(name, x, y, normalization=self.bundle.normalization)
+            split = split.subset(np.flatnonzero(mask))  # disk-backed inputs stay on disk
+        return DataView(name, split.x, split.y, normalization=self.bundle.normalization)
 
     @property
     def forget(self) -> DataView:

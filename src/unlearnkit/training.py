@@ -24,6 +24,7 @@ from torch import nn
 from .checks import PRECISIONS, check_device, check_model, check_precision, check_seed
 from .data import BatchLoader, DataView
 from .datasets import Split
+from .datasets._lazy import is_lazy
 from .errors import ConfigError, DataError
 from .optim import (
     OptimizerSpec,
@@ -186,6 +187,7 @@ class TrainRecipe:
 
 
 def _as_tensors(data: Split | DataView | tuple[torch.Tensor, torch.Tensor]):
+    """``(x, y, augment)`` of the data; ``x`` may be disk-backed (read batch by batch)."""
     if isinstance(data, (Split, DataView)):
         x, y, aug = data.x, data.y, getattr(data, "augment", None)
     elif isinstance(data, tuple) and len(data) == 2:
@@ -219,6 +221,9 @@ def train(
     precision, where the forward pass and loss run under autocast, ``fp16`` with a gradient
     scaler, and on CUDA a model with 2-D convolutions is switched to channels-last layout.
 
+    A split read from disk (the ``image_folder`` dataset) is streamed: each batch is decoded
+    when it is needed, through a ``DataLoader`` (:class:`~unlearnkit.data.BatchLoader`).
+
     Raises:
         DataError: no labels or empty data.
         ConfigError: a seed that is not a non-negative integer, an unavailable device, a
@@ -232,7 +237,8 @@ def train(
     seed = check_seed(seed if seed is not None else (recipe.seed or 0))
     x, y, aug = _as_tensors(data)
     device = check_device(device)
-    check_model(model, (x, y), device)  # shape, width and device, before any update
+    # shape, width and device, before any update (disk-backed inputs: probe two decoded rows)
+    check_model(model, (x[:2] if is_lazy(x) else x, y), device)
     if device is not None:
         model.to(device)
     dev = next(model.parameters()).device

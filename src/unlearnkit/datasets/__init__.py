@@ -23,6 +23,9 @@ Names accepted by :func:`load`:
 - ``text_csv``: a CSV file of (text, label) rows (``path=``; :func:`~.text.load_text_csv`).
 - ``20newsgroups``: the 20 Newsgroups posts from the extracted or packed official archive, or
   scikit-learn's cache, in ``root=`` (:func:`~.newsgroups.load_20newsgroups`).
+- ``image_folder``: images in ``root/train/<class>/``, ``root/test/<class>/`` (optional
+  ``root/val/<class>/``), or the Tiny-ImageNet and CelebA layouts (``layout=``), read lazily
+  from disk batch by batch, never all in memory (:func:`~.image_folder.load_image_folder`).
 
 Text bundles hold fixed-length int64 token ids (``modality="text"``, ``vocab_size``, and the
 ``vocabulary`` built from the training split only; :mod:`~.text`).
@@ -48,6 +51,7 @@ from .arrays import from_arrays, from_npz, from_torch
 from .cifar import load_cifar10, load_cifar100
 from .digits import load_digits
 from .idx import load_fashion_mnist, load_mnist
+from .image_folder import load_image_folder
 from .newsgroups import load_20newsgroups
 from .svhn import load_svhn
 from .synthetic import load_synthetic
@@ -78,6 +82,7 @@ _LOADERS: dict[str, Callable[..., DatasetBundle]] = {
     "svhn": load_svhn,
     "text_csv": load_text_csv,
     "20newsgroups": load_20newsgroups,
+    "image_folder": load_image_folder,
 }
 
 
@@ -89,7 +94,7 @@ def available() -> list[str]:
 def load(name: str, **kwargs: Any) -> DatasetBundle:
     """Load a dataset bundle by name (``digits``, ``synthetic``, ``npz`` or ``text_csv`` with
     ``path=``, or ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn``,
-    ``20newsgroups`` with ``root=``).
+    ``20newsgroups``, ``image_folder`` with ``root=``).
 
     Raises:
         DataError: unknown name or bad arguments.

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ._lazy import LazyImages, take_rows
 
 __all__ = ["DatasetBundle", "Normalization", "Split", "stratified_split", "tensor_digest"]
 
@@ -78,12 +79,16 @@ class Split:
     ``x`` is float32, or int64 for integer (categorical) inputs kept as they are by
     ``from_arrays(..., keep_dtype=True)``; methods that perturb inputs refuse those.
 
+    ``x`` may also be disk-backed (:class:`~unlearnkit.datasets._lazy.LazyImages`, from the
+    ``image_folder`` loader): indexing it decodes only the rows asked for, and :meth:`subset`
+    selects rows without reading any file.
+
     ``fine`` optionally holds each sample's *fine* label when ``y`` is a coarser label space
     (e.g. CIFAR-100's 100 classes under its 20 super-classes): the ``subclass`` scenario forgets
     one fine class while the model keeps predicting super-classes.
     """
 
-    x: torch.Tensor
+    x: torch.Tensor | LazyImages
     y: torch.Tensor
     fine: torch.Tensor | None = None
 
@@ -104,13 +109,26 @@ class Split:
     def subset(self, idx: np.ndarray | torch.Tensor) -> Split:
         idx_t = torch.as_tensor(np.asarray(idx), dtype=torch.long)
         fine = None if self.fine is None else self.fine[idx_t]
-        return Split(self.x[idx_t], self.y[idx_t], fine)
+        return Split(take_rows(self.x, idx_t), self.y[idx_t], fine)
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the inputs are read from disk on demand."""
+        return isinstance(self.x, LazyImages)
 
 
-def tensor_digest(*tensors: torch.Tensor | np.ndarray, extra: Any = None) -> str:
-    """Return a short, stable content hash of arrays (and an optional JSON-able extra)."""
+def tensor_digest(*tensors: torch.Tensor | np.ndarray | LazyImages, extra: Any = None) -> str:
+    """Return a short, stable content hash of arrays (and an optional JSON-able extra).
+
+    Disk-backed inputs contribute :meth:`LazyImages.digest` (file names with sizes and
+    modification times, or their streamed bytes); no image is decoded.
+    """
     h = hashlib.sha256()
     for t in tensors:
+        if isinstance(t, LazyImages):
+            h.update(b"LazyImages")
+            h.update(t.digest())
+            continue
         a = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
         a = np.ascontiguousarray(a)
         h.update(str(a.dtype).encode())

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import BatchLoader, DataViews
+from ..data import BatchLoader, DataViews, concat_rows, take_rows
 from ..errors import AccessError, ConfigError
 from ..optim import OptimizerSpec
 from ._loop import epochs, make_optimizer, make_scheduler, set_train_mode, steps
@@ -178,7 +178,8 @@ def bad_teacher(model: nn.Module, data: DataViews, config: BadTeacherConfig, *, 
     incompetent = _frozen(ctx.model_factory(seed).to(ctx.device))
     forget, retain = data.forget, data.retain
     subset = draw_retain_subset(len(retain), config.retain_fraction, ctx.generator)
-    x = torch.cat([forget.x, retain.x[subset]])
+    # disk-backed inputs stay on disk: the loader reads them batch by batch
+    x = concat_rows([forget.x, take_rows(retain.x, subset)])
     tags = torch.cat(
         [torch.ones(len(forget), dtype=torch.long), torch.zeros(len(subset), dtype=torch.long)]
     )

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import BatchLoader, DataView, DataViews
+from ..data import BatchLoader, DataView, DataViews, concat_rows
 from ..errors import AccessError, ConfigError, DataError
 from ..optim import OptimizerSpec
 from ._loop import epochs, make_optimizer, make_scheduler, set_train_mode, steps
@@ -236,8 +236,9 @@ def train_with_random_labels(
             loaders.append(make_loader(retain.x, retain.y))
         steps_per_epoch = sum(len(ld) for ld in loaders)
     else:
-        # One concatenated copy; the first n_f labels are overwritten on every new draw.
-        x_all = torch.cat([forget.x, retain.x.to(forget.x.device)])
+        # One concatenated copy (disk-backed inputs: one list of files, read batch by batch);
+        # the first n_f labels are overwritten on every new draw.
+        x_all = concat_rows([forget.x, retain.x])
         y_all = torch.cat(
             [
                 torch.zeros(n_f, dtype=torch.int64, device=forget.x.device),

@@ -201,14 +201,7 @@ def _batches(view: DataView, batch_size: int, order: torch.Tensor | None, device
         return
     if order.numel() != len(view):
         raise DataError(f"order has {order.numel()} positions but {view.name!r} has {len(view)}")
-    for start in range(0, order.numel(), batch_size):
-        idx = order[start : start + batch_size]
-        xb = view.x[idx]
-        yb = None if view.y is None else view.y[idx]
-        if device is not None:
-            xb = xb.to(device)
-            yb = None if yb is None else yb.to(device)
-        yield xb, yb
+    yield from view.loader(batch_size, order=order, device=device)
 
 
 def dtr_order(

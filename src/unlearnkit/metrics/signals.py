@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
+    from ..datasets._lazy import LazyImages
+
 __all__ = ["SplitSignals", "compute_signals", "log_softmax64"]
 
 _TINY = 1e-30
@@ -139,7 +141,7 @@ class SplitSignals:
 
 def compute_signals(
     model: nn.Module,
-    x: torch.Tensor,
+    x: torch.Tensor | LazyImages,
     y: torch.Tensor,
     *,
     batch_size: int = 1024,
@@ -150,21 +152,29 @@ def compute_signals(
     The model is put in eval mode under ``torch.no_grad()``, batches are taken in order with no
     shuffling and no dropped remainder, and the model's previous training mode is restored, even
     if the forward pass raises.
+
+    Disk-backed inputs (the ``image_folder`` dataset) are streamed: each batch is decoded when
+    it is needed, at most ``x.eval_batch_size`` rows at a time, so only the logits of the whole
+    split are held.
     """
     import torch
+
+    from ..data import BatchLoader
+    from ..datasets._lazy import is_lazy
 
     if device is None:
         try:
             device = next(model.parameters()).device
         except StopIteration:
             device = torch.device("cpu")
+    if is_lazy(x):
+        batch_size = min(batch_size, x.eval_batch_size)
     was_training = model.training
     model.eval()
     try:
         outs = []
         with torch.no_grad():
-            for start in range(0, x.shape[0], batch_size):
-                xb = x[start : start + batch_size].to(device)
+            for xb, _ in BatchLoader(x, None, batch_size, device=device):
                 outs.append(model(xb).detach().to("cpu"))
         logits = torch.cat(outs).numpy() if outs else np.zeros((0, 0), dtype=np.float32)
     finally:
