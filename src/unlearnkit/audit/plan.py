@@ -178,6 +178,12 @@ def _plan(bundle: DatasetBundle, seed_attack: int, population: int) -> _Plan:
             "use a dataset with more test (or validation) samples"
         )
     z = bundle.test.subset(z_idx)
+    if bundle.train.lazy:
+        raise ConfigError(
+            "audits train their model banks many at once from in-memory tensors; this dataset "
+            "is read from disk (image_folder): load a smaller in-memory copy (e.g. with "
+            "uk.datasets.from_arrays) to audit it"
+        )
     x = torch.cat([bundle.train.x, h.x])
     y = torch.cat([bundle.train.y, h.y])
     pool = DataView("pool", x, y, augment=bundle.augment, normalization=bundle.normalization)
