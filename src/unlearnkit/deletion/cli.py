@@ -7,8 +7,6 @@ not pass (the report says which criterion failed and what to try); 2 bad input (
 from __future__ import annotations
 
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,51 +37,23 @@ def _recipe(path: Path | None):
 
 
 class _Progress:
-    """Calibration progress on stderr: elapsed / remaining budget, trials, current method.
-
-    A redrawn bar on a terminal; elsewhere (CI logs, files) one plain line every few seconds.
-    """
-
-    LOG_EVERY_S = 5.0
+    """Calibration progress on stderr (:class:`unlearnkit.progress.Progress`): seconds of the
+    budget used, trials so far and the method being calibrated."""
 
     def __init__(self, budget_s: float, quiet: bool) -> None:
-        self.quiet, self.budget = quiet, budget_s
-        self.t0 = self.last_line = time.perf_counter()
-        self.bar = None
-        self.trials = 0
-        if not quiet and sys.stderr.isatty():
-            from tqdm import tqdm
+        from ..progress import Progress
 
-            self.bar = tqdm(
-                total=round(budget_s),
-                unit="s",
-                desc="calibrating",
-                file=sys.stderr,
-                mininterval=0.5,
-                bar_format="{desc}: {bar} {n:.0f}/{total:.0f} s [{elapsed}<{remaining}] {postfix}",
-            )
+        self.trials = 0
+        self.display = Progress(budget_s, desc="calibrating", unit="s", quiet=quiet)
 
     def __call__(self, info: dict[str, Any]) -> None:
         self.trials += 1
-        if self.quiet:
-            return
-        now = time.perf_counter()
-        done = min(self.budget, now - self.t0)
-        if self.bar is not None:
-            self.bar.set_postfix_str(
-                f"trial {self.trials}, {info.get('method', '')}", refresh=False
-            )
-            self.bar.update(round(done) - self.bar.n)  # redraws at most every mininterval
-        elif now - self.last_line >= self.LOG_EVERY_S:
-            self.last_line = now
-            _echo(
-                f"calibrating: {done:.0f}/{self.budget:.0f} s, {self.trials} trials, now "
-                f"{info.get('method', '')}"
-            )
+        elapsed = float(info.get("elapsed_s", self.display.done))
+        status = f"trial {self.trials}, {info.get('method', '')}"
+        self.display.set(elapsed, status=status)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.display.close()
 
 
 def forget_cmd(
