@@ -11,7 +11,10 @@ the Python function. Every run must
   itself without those rows (the gold standard the calibration never saw);
 * keep held-out accuracy within 3 points of the original's.
 
-The calibration is given the wall-clock budget only (no trial cap), as the README's command.
+Every run gives each candidate method the same 12 trials (``--trials 12``) with an ample time
+cap, so the outcome is the same on any machine; the time-budget-only form (``--budget-s 60``,
+whose outcome depends on the machine's speed and load) is measured by
+``benchmarks/forget_acceptance.py`` instead of being asserted here.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from ._forget_checks import check_outputs, users_model, wilson
 from .conftest import N_TRAIN
 from .usermodels import images, tabular
 
-BUDGET = "60"
+BUDGET = "300"  # an upper bound: the trial cap ends each run first
+TRIALS = "12"
 
 
 def _inside_retrains_interval(acc_new: float, acc_retrain: float, n: int) -> None:
@@ -45,7 +49,7 @@ def test_rows_from_a_csv_with_string_ids(user, monkeypatch):
     code, err = run_cli(
         "forget", "--model", "mymodels:TabNet", "--checkpoint", "model.pt",
         "--data", "train.csv", "--held-out", "held.csv", "--forget-ids", "forget.txt",
-        "--method", "auto", "--budget-s", BUDGET, "--out", str(out), "--quiet",
+        "--method", "auto", "--trials", TRIALS, "--budget-s", BUDGET, "--out", str(out), "--quiet",
     )  # fmt: skip
     assert code == 0, err
     ev = check_outputs(out, code, err)
@@ -78,7 +82,7 @@ def test_a_class_from_an_npz(user, monkeypatch):
     code, err = run_cli(
         "forget", "--model", "mymodels:TabNet", "--checkpoint", "model.pt",
         "--data", "train.npz", "--held-out", "held.npz", "--forget-class", "2",
-        "--method", "auto", "--budget-s", BUDGET, "--out", str(out), "--quiet",
+        "--method", "auto", "--trials", TRIALS, "--budget-s", BUDGET, "--out", str(out), "--quiet",
     )  # fmt: skip
     assert code == 0, err
     ev = check_outputs(out, code, err)
@@ -114,7 +118,7 @@ def test_an_image_folder(tmp_path, monkeypatch):
     code, err = run_cli(
         "forget", "--model", "mycnn:TinyConv", "--checkpoint", "m.safetensors",
         "--data", "train", "--held-out", "held", "--forget-ids", "forget.txt",
-        "--method", "auto", "--budget-s", BUDGET, "--out", "out", "--quiet",
+        "--method", "auto", "--trials", TRIALS, "--budget-s", BUDGET, "--out", "out", "--quiet",
     )  # fmt: skip
     assert code == 0, err
     ev = check_outputs(tmp_path / "out", code, err)
@@ -132,11 +136,11 @@ def test_an_image_folder(tmp_path, monkeypatch):
 
 def test_the_python_function(user):
     x, y, xh, yh, model = user["x"], user["y"], user["xh"], user["yh"], user["model"]
-    f = np.sort(np.random.default_rng(9).choice(N_TRAIN, 80, replace=False))
+    f = user["forget"]  # the CSV test's request, through the Python function
     before = {k: v.clone() for k, v in model.state_dict().items()}
     res = uk.forget(
         model, data=(x, y), held_out=(xh, yh), forget_ids=f.tolist(), method="auto",
-        budget_s=float(BUDGET), seed=0,
+        trials=int(TRIALS), budget_s=float(BUDGET), seed=0,
     )  # fmt: skip
     assert res.passed, res.evidence["verdict"]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched

@@ -207,9 +207,18 @@ def test_class_level_criteria():
 
 def test_proxy_objective_hand_values_and_margin():
     crit = {"a": {"ratio": 0.3}, "b": {"ratio": 2.0}, "c": {"ratio": 0.9}}
-    assert proxy_objective(crit) == pytest.approx(0.3 + 2.0 + 0.9)
-    assert proxy_objective(crit, margin=0.5) == pytest.approx(1.5 + 0.4)
-    assert proxy_objective(crit, margin=1.0) == pytest.approx(1.0)
+    assert proxy_objective(crit, power=1) == pytest.approx(0.3 + 2.0 + 0.9)
+    assert proxy_objective(crit, margin=0.5, power=1) == pytest.approx(1.5 + 0.4)
+    assert proxy_objective(crit, margin=1.0, power=1) == pytest.approx(1.0)
+    assert proxy_objective(crit) == proxy_objective(crit, power=1)  # the default sums
+    # power 2 squares each ratio: one criterion far off outweighs several slightly off
+    assert proxy_objective(crit, power=2) == pytest.approx(0.3**2 + 2.0**2 + 0.9**2)
+    balanced = {"a": {"ratio": 0.6}, "b": {"ratio": 0.6}, "c": {"ratio": 0.6}}
+    lopsided = {"a": {"ratio": 0.0}, "b": {"ratio": 0.0}, "c": {"ratio": 1.5}}
+    assert proxy_objective(balanced, power=2) < proxy_objective(lopsided, power=2)
+    assert proxy_objective(balanced) > proxy_objective(lopsided)
+    with pytest.raises(ConfigError, match="power"):
+        proxy_objective(crit, power=0)
     assert proxy_objective({"a": {"ratio": float("nan")}}) == math.inf
     with pytest.raises(DataError):
         proxy_objective({})
