@@ -10,6 +10,7 @@ Names accepted by :func:`load`:
 - ``digits``: scikit-learn's embedded 8x8 digits (:func:`~.digits.load_digits`).
 - ``synthetic``: seeded Gaussian clusters of any size and shape
   (:func:`~.synthetic.load_synthetic`).
+- ``table``: a CSV or Parquet table (``path=``, ``label_column=``; :func:`~.table.load_table`).
 - ``npz``: a user's ``.npz`` file (``path=``; :func:`~.arrays.from_npz`).
 - ``mnist``, ``fashion_mnist``: the official IDX files (plain or ``.gz``) in ``root=``, directly
   or in torchvision's ``root/MNIST/raw`` / ``root/FashionMNIST/raw``
@@ -55,6 +56,7 @@ from .image_folder import load_image_folder
 from .newsgroups import load_20newsgroups
 from .svhn import load_svhn
 from .synthetic import load_synthetic
+from .table import load_table
 from .text import Vocabulary, encode_like, from_texts, load_text_csv
 
 __all__ = [
@@ -81,6 +83,7 @@ _LOADERS: dict[str, Callable[..., DatasetBundle]] = {
     "cifar100": load_cifar100,
     "svhn": load_svhn,
     "text_csv": load_text_csv,
+    "table": load_table,
     "20newsgroups": load_20newsgroups,
     "image_folder": load_image_folder,
 }
