@@ -45,6 +45,14 @@ _DEVICE_OPTION_HELP = (
     "Where to train and run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps "
     "(default: the spec's device, else the CPU)."
 )
+_BACKEND_OPTION_HELP = (
+    "local, or ray: run the work as tasks on a Ray cluster (Ray comes with the package's ray "
+    "extra); the results equal a local run's."
+)
+_ADDRESS_OPTION_HELP = (
+    "With --backend ray: the cluster, auto (the one 'ray start' runs here) or HOST:PORT "
+    "(default: a new one on this machine)."
+)
 _PRECISION_OPTION_HELP = (
     "fp32, bf16 (mixed precision on CPUs and recent GPUs) or fp16 (CUDA only); sets the "
     "recipe's precision, part of the results' identity (default: the spec's, else fp32)."
@@ -116,6 +124,12 @@ def bench(
         "--configs",
         help="Tuned method configs: the tuned.yaml of 'unlearnkit tune' (default: the spec's).",
     ),
+    backend: str = typer.Option("local", "--backend", help=_BACKEND_OPTION_HELP),
+    address: str | None = typer.Option(None, "--address", help=_ADDRESS_OPTION_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress; only the final summary."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also print which model trains now and other detail."
+    ),
 ) -> None:
     """Run a benchmark (resumable), print the tables, write OUT/results.db and OUT/report.md."""
     from .bench.report import aggregate, tables_md
@@ -124,6 +138,7 @@ def bench(
     from .bench.store import open_existing
 
     try:
+        _check_backend(backend, address)
         spec = load_spec(spec_path) if spec_path is not None else default_spec()
         if quick:
             spec = spec.quick()
@@ -161,11 +176,21 @@ def bench(
         spec, configs_label = load_configs(spec, configs)
         spec, dev = _run_device(spec, device, precision)
         spec.validate()
-        summary = run_benchmark(
-            spec, out, echo=lambda m: typer.echo(m, err=True), device=dev, configs=configs_label
-        )
-        if spec.proxy_check is not None and not summary.failures:
-            _proxy_check(spec, out, dev)
+        from .progress import Progress
+
+        with Progress(desc="bench", unit="cells", quiet=quiet, verbose=verbose) as display:
+            summary = run_benchmark(
+                spec,
+                out,
+                echo=display.note,
+                device=dev,
+                configs=configs_label,
+                backend=backend,
+                address=address,
+                progress=display,
+            )
+            if spec.proxy_check is not None and not summary.failures:
+                _proxy_check(spec, out, dev, display.note)
         _refresh_report(out)
         with open_existing(out) as store:
             typer.echo(tables_md(aggregate(store), detail=detail))
@@ -189,7 +214,7 @@ def bench(
         raise typer.Exit(1)
 
 
-def _proxy_check(spec, out: Path, device) -> None:
+def _proxy_check(spec, out: Path, device, say) -> None:
     """The spec's retrain-free calibration check, into OUT/proxy-check.json (reused if done)."""
     from .bench.proxy_check import run_proxy_check
 
@@ -201,7 +226,7 @@ def _proxy_check(spec, out: Path, device) -> None:
         trials=pc.trials,
         budget_s=pc.budget_s,
         replicates=pc.replicates,
-        say=lambda m: typer.echo(m, err=True),
+        say=say,
         device=device,
     )
 
@@ -352,6 +377,8 @@ def audit(
     ),
     device: str | None = typer.Option(None, "--device", help=_DEVICE_OPTION_HELP),
     precision: str | None = typer.Option(None, "--precision", help=_PRECISION_OPTION_HELP),
+    backend: str = typer.Option("local", "--backend", help=_BACKEND_OPTION_HELP),
+    address: str | None = typer.Option(None, "--address", help=_ADDRESS_OPTION_HELP),
 ) -> None:
     """Run a strong audit (per-example epsilon, U-LiRA or RMIA) of a method beside the same
     audit of Retrain."""
@@ -360,6 +387,7 @@ def audit(
     from .bench.spec import load_spec
 
     try:
+        _check_backend(backend, address)
         config: dict[str, Any] = {}
         for pair in set_:
             key, _, raw = pair.partition("=")
@@ -379,6 +407,8 @@ def audit(
             echo=lambda m: typer.echo(m, err=True),
             threads=threads,
             device=dev,
+            backend=backend,
+            address=address,
         )
         _refresh_report(out)
     except UnlearnKitError as exc:
@@ -389,13 +419,61 @@ def audit(
     typer.echo(format_audit_text(result))
 
 
+def _check_backend(backend: str, address: str | None) -> None:
+    from .bench.ray_backend import check_backend
+
+    check_backend(backend, address)
+
+
+def _with_backend_options(command: Any) -> Any:
+    """``command`` with ``--backend`` and ``--address``: its library calls that name no backend
+    run on the one given (``unlearnkit tune``'s trials: :func:`run_tuning`)."""
+    import functools
+    import inspect
+    from typing import Annotated
+
+    sig = inspect.signature(command, eval_str=True)
+    extra = [
+        inspect.Parameter(
+            "backend",
+            inspect.Parameter.KEYWORD_ONLY,
+            default="local",
+            annotation=Annotated[str, typer.Option("--backend", help=_BACKEND_OPTION_HELP)],
+        ),
+        inspect.Parameter(
+            "address",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[str | None, typer.Option("--address", help=_ADDRESS_OPTION_HELP)],
+        ),
+    ]
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()]
+
+    @functools.wraps(command)
+    def with_backend(**kwargs: Any) -> Any:
+        from .bench.ray_backend import command_backend
+
+        backend, address = kwargs.pop("backend"), kwargs.pop("address")
+        try:
+            _check_backend(backend, address)
+        except UnlearnKitError as exc:
+            _fail(str(exc))
+        with command_backend(backend, address):
+            return command(**kwargs)
+
+    del with_backend.__wrapped__  # typer reads the signature below, not the command's
+    with_backend.__signature__ = sig.replace(parameters=params + extra)  # type: ignore[attr-defined]
+    with_backend.__annotations__ = {p.name: p.annotation for p in params + extra}
+    return with_backend
+
+
 def _register_forget() -> None:
     from .deletion.cli import forget_cmd
 
     app.command("forget")(forget_cmd)
     from .bench.tune_cli import tune_cmd
 
-    app.command("tune")(tune_cmd)
+    app.command("tune")(_with_backend_options(tune_cmd))
 
 
 _register_forget()

@@ -177,3 +177,93 @@ def test_the_state_that_gave_the_non_finite_loss_is_never_restored(tiny) -> None
     assert not ctx.step(opt, work(x).square().mean() * float("inf"))  # state 2 gave inf
     assert ctx.diverged and ctx.info["rollback"] == "step 1"
     assert all(torch.equal(after_one[k], v) for k, v in work.state_dict().items())
+
+
+# -- the guard's cost: no per-step weight check, one fused copy, no state_dict walk ---------
+
+
+def _context(b, model, **fields):
+    work = tiny_model(b)
+    work.load_state_dict(model.state_dict())
+    ctx = RunContext.for_task(work, tiny_task(b), seed=0, **fields)
+    return work, ctx, torch.optim.SGD(work.parameters(), lr=0.1), probe_inputs(tiny_task(b))
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _equal(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_non_finite_weights_are_caught_by_the_next_loss(tiny) -> None:
+    """An update that leaves NaN weights is not checked on the spot; the next loss, computed
+    from them, is non-finite, and the run rolls back to the state before that update."""
+    b, model, _ = tiny
+    work, ctx, opt, x = _context(b, model)
+    assert ctx.step(opt, work(x).square().mean())
+    after_one = _state(work)
+
+    def poison() -> None:
+        with torch.no_grad():
+            next(work.parameters()).fill_(float("nan"))
+
+    assert ctx.step(opt, work(x).square().mean(), after_step=poison)
+    assert not ctx.step(opt, work(x).square().mean())
+    assert ctx.diverged and ctx.info["rollback"] == "step 1"
+    assert "non-finite loss at step 3" in ctx.info["diverged_reason"] and _equal(work, after_one)
+
+
+def test_steps_do_not_walk_the_state_dict(tiny, monkeypatch) -> None:
+    """The state tensors are read once; later steps copy them with one fused call."""
+    b, model, _ = tiny
+    work, ctx, opt, x = _context(b, model)
+    calls = []
+    real = type(work).state_dict
+    monkeypatch.setattr(
+        type(work), "state_dict", lambda self, *a, **k: calls.append(1) or real(self, *a, **k)
+    )
+    for _ in range(20):
+        assert ctx.step(opt, work(x).square().mean())
+    assert len(calls) == 1
+
+
+def test_snapshot_every_k_rolls_back_to_the_last_kept_state(tiny) -> None:
+    b, model, _ = tiny
+    work, ctx, opt, x = _context(b, model, snapshot_every=3)
+    states = {}
+    for step in range(1, 6):
+        assert ctx.step(opt, work(x).square().mean())
+        states[step] = _state(work)
+    assert not ctx.step(opt, work(x).square().mean() * float("nan"))
+    # State 5 gave the NaN; state 3 was kept (at step 4, whose finite loss confirmed it).
+    assert ctx.info["rollback"] == "step 3" and _equal(work, states[3])
+
+
+def test_a_parameter_replaced_behind_the_guard_s_back_falls_back_to_the_input(tiny) -> None:
+    """A method that swaps a parameter object without take_snapshot() leaves the kept copy
+    out of date: the rollback then restores the input model, never a mix of states."""
+    b, model, _ = tiny
+    work, ctx, opt, x = _context(b, model)
+    for _ in range(3):
+        assert ctx.step(opt, work(x).square().mean())
+    head = [m for m in work.modules() if isinstance(m, nn.Linear)][-1]
+    head.weight = nn.Parameter(head.weight.detach() * 0.5)
+    opt = torch.optim.SGD(work.parameters(), lr=0.1)
+    assert not ctx.step(opt, work(x).square().mean() * float("inf"))
+    assert ctx.info["rollback"] == "input model" and _same_state(work, model)
+
+
+def test_take_snapshot_after_replacing_a_parameter_is_a_rollback_target(tiny) -> None:
+    b, model, _ = tiny
+    work, ctx, opt, x = _context(b, model)
+    assert ctx.step(opt, work(x).square().mean())
+    head = [m for m in work.modules() if isinstance(m, nn.Linear)][-1]
+    head.weight = nn.Parameter(torch.zeros_like(head.weight))
+    ctx.take_snapshot()
+    kept = _state(work)
+    opt = torch.optim.SGD(work.parameters(), lr=0.1)
+    assert ctx.step(opt, work(x).square().mean())
+    assert not ctx.step(opt, work(x).square().mean() * float("inf"))
+    assert ctx.info["rollback"] == "step 1" and _equal(work, kept)

@@ -35,9 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..bench.spec import BenchSpec
+from ..bench.spec import BenchSpec, default_spec
 from ..checks import check_device
 from ..errors import ConfigError
+from ..threads import limit_threads
 from . import epsilon, rmia, ulira
 from .bank import bank_key
 from .plan import ALPHAS, AUDIT_VERSION, CI_ALPHA, KINDS, OPTION_DEFAULTS
@@ -63,6 +64,10 @@ def run_audit(
     device: torch.device | str | None = None,
     options: dict[str, Any] | None = None,
     threads: int | None = None,
+    model_factory: Callable[[int], Any] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    max_retries: int = 2,
 ) -> dict[str, Any]:
     """Audit ``method`` with a tier-C audit and the same audit of Retrain; store and return it.
 
@@ -88,6 +93,13 @@ def run_audit(
             without one leaves torch's setting). One thread suits the many small models an
             audit trains: on a busy 2-core machine, threads spinning at OpenMP barriers made the
             N = 64 digits epsilon audit take 674 s with 2 threads against 68 s with 1.
+        model_factory: a function ``seed -> freshly initialised nn.Module`` (or a
+            :class:`~unlearnkit.models.ModelFactory`) replacing the spec's model; the spec's
+            ``model.checkpoint``, if any, is still the audited original.
+        backend: ``"local"``, or ``"ray"``: the rows and the model banks run as tasks on the
+            Ray cluster at ``address`` (default: a new one on this machine), each retried up
+            to ``max_retries`` times; the rows equal the local ones
+            (:mod:`unlearnkit.audit.ray_backend`).
 
     Returns:
         A dict with ``kind``, ``method``, ``label``, ``access``, ``preset``, ``config``,
@@ -110,6 +122,13 @@ def run_audit(
         isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
     ):
         raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+    execute = None
+    if backend != "local" or address is not None:
+        from ..bench.ray_backend import check_backend
+        from .ray_backend import AuditExecutor
+
+        check_backend(backend, address)
+        execute = AuditExecutor(spec if spec is not None else default_spec(), address, max_retries)
     device = check_device(device if device is not None or spec is None else spec.device)
     audit = _Audit.create(
         method=method,
@@ -123,16 +142,14 @@ def run_audit(
         echo=echo,
         device=device,
         options=options,
+        model_factory=model_factory,
     )
     if threads is None:
         threads = getattr(audit.spec, "threads", None)
-    previous = torch.get_num_threads()
     try:
-        if threads is not None:
-            torch.set_num_threads(int(threads))
-        result = _run(audit)
+        with limit_threads(threads):  # torch's pool and the BLAS/OpenMP ones alike
+            result = _run(audit, execute)
     finally:
-        torch.set_num_threads(previous)
         audit.close()
     total = time.perf_counter() - t_start
     t = audit.timings
@@ -142,7 +159,7 @@ def run_audit(
     return result
 
 
-def _run(audit: _Audit) -> dict[str, Any]:
+def _run(audit: _Audit, execute: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Both rows from the store, the missing ones computed by the kind's module and stored."""
     base = audit._base_key()
     kind = _KIND_MODULES[audit.kind]
@@ -165,7 +182,10 @@ def _run(audit: _Audit) -> dict[str, Any]:
             f"{' and ' if row is None and crow is None else ''}"
             f"{'the Retrain control' if crow is None else ''} to compute)"
         )
-        m_part, c_part = kind.compute(audit, row is None, crow is None)
+        if execute is not None:  # another backend computes the missing rows
+            m_part, c_part = execute(audit.kind, audit, row is None, crow is None)
+        else:
+            m_part, c_part = kind.compute(audit, row is None, crow is None)
         if crow is None:
             c_metrics, c_record = c_part
             c_record = {**audit._record_base(), **c_record}

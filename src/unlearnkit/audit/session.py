@@ -24,7 +24,7 @@ from torch import nn
 from ..api import run_unlearning
 from ..bench.identity import digest, slot_of, spec_context
 from ..bench.lock import RunLock
-from ..bench.runner import provenance, seeds_for
+from ..bench.runner import original_from_checkpoint, provenance, seeds_for
 from ..bench.scenarios import scenario_task
 from ..bench.spec import BenchSpec, ScenarioSpec, default_spec
 from ..bench.store import CellRow, ResultStore
@@ -33,7 +33,7 @@ from ..datasets import DatasetBundle, load
 from ..errors import ConfigError
 from ..methods import get_method
 from ..metrics.signals import compute_signals
-from ..models import ModelFactory
+from ..models.user import CheckpointFactory
 from ..tasks import ForgetTask
 from ..training import train
 from .bank import OracleBank, bank_key
@@ -92,7 +92,7 @@ class _Audit:
     label: str
     sc: ScenarioSpec | None
     bundle: DatasetBundle
-    factory: ModelFactory
+    factory: Callable[[int], nn.Module]  # seed -> fresh model (bench.spec.ModelSpec.factory_for)
     chunk: int  # ensemble members trained at once
     workers: int  # ensemble chunks trained at once (threads, one intra-op thread each)
     task: ForgetTask | None  # the audited forget task (epsilon, rmia)
@@ -112,6 +112,8 @@ class _Audit:
     unlearning_runs: int = 0
     _plan: _Plan | None = None
     _original: nn.Module | None = None
+    #: trains missing bank models elsewhere, e.g. on Ray (:mod:`unlearnkit.audit.ray_backend`)
+    bank_trainer: Callable[..., list[nn.Module]] | None = None
 
     @classmethod
     def create(
@@ -128,6 +130,7 @@ class _Audit:
         echo: Callable[[str], None] | None,
         device: torch.device | str | None,
         options: dict[str, Any] | None,
+        model_factory: Callable[[int], nn.Module] | None = None,
     ) -> _Audit:
         opts = _check_args(kind, n_models, options)
         n = int(n_models)
@@ -160,8 +163,8 @@ class _Audit:
         if kind == "ulira" and opts["forget_fraction"] is None:
             opts["forget_fraction"] = sc.fraction if sc is not None and sc.fraction else 0.1
         bundle = load(spec.dataset.name, **spec.dataset.options)
-        factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
-        probe = factory(0)  # fails early on bad model options
+        factory = spec.model.factory_for(bundle, model_factory)  # fails early on a bad model
+        probe = factory(0)
         n_params = sum(p.numel() for p in probe.parameters())
         out = Path(out_dir)
         context = spec_context(spec, bundle, factory)
@@ -317,6 +320,8 @@ class _Audit:
         self, keys: list[str], datasets: list[DataView], seeds: list[int], metas: list[dict]
     ) -> list[nn.Module]:
         """Models from the bank; the missing ones are trained together and stored."""
+        if self.bank_trainer is not None:
+            return self.bank_trainer(self, keys, datasets, seeds, metas)
         models: list[nn.Module | None] = [None] * len(keys)
         misses = []
         for i, key in enumerate(keys):
@@ -338,6 +343,9 @@ class _Audit:
         return models  # type: ignore[return-value]
 
     def original(self) -> nn.Module:
+        if self._original is None and isinstance(self.factory, CheckpointFactory):
+            fp = self.bundle.fingerprint
+            self._original = self._load(original_from_checkpoint(self.factory, fp, self.bank)[0])
         if self._original is None:
             seed = seeds_for(self.rep)["seed_train"]
 

@@ -38,14 +38,20 @@ IDENTITY_VERSION = 1
 
 
 #: Bumped when metric definitions change: rows of another version belong to another context.
-METRICS_VERSION = 2  # 2: collateral accuracy on neighbour classes
+METRICS_VERSION = 3  # 2: collateral accuracy on neighbour classes; 3: SVC attack capped at 5,000
 
 #: How a replicate's seeds are derived (``bench.runner.seeds_for``); part of every context.
 SEED_POLICY = "replicate s: train s, retrain 1000+s, retrain-prime 2000+s, unlearn s"
 
 
 def spec_context(spec: Any, bundle: Any, factory: Any) -> dict[str, Any]:
-    """The context of a benchmark spec: what every row of one results folder shares."""
+    """The context of a benchmark spec: what every row of one results folder shares.
+
+    Its ``model`` is ``factory.describe()``: a built-in architecture and its options, or a
+    user's factory (import path or function name, kwargs, and a digest of the parameter names
+    and shapes it builds), plus the SHA-256 of the checkpoint the original came from, if any
+    (:mod:`unlearnkit.models.user`). Another model or another checkpoint is another folder.
+    """
     return {
         "identity_version": IDENTITY_VERSION,
         "dataset": {

@@ -36,7 +36,6 @@ from ..datasets import load
 from ..errors import ConfigError
 from ..methods import get_method
 from ..metrics.suite import evaluate
-from ..models import ModelFactory
 from .identity import digest, spec_context
 from .lock import RunLock
 from .runner import RunSummary, _Refs, seeds_for
@@ -124,7 +123,7 @@ def run_proxy_check(
     seeds = spec.seeds[:replicates] if replicates else spec.seeds
     out = Path(out_dir)
     bundle = load(spec.dataset.name, **spec.dataset.options)
-    factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
+    factory = spec.model.factory_for(bundle)
     settings = {
         "methods": names,
         "trials": trials,

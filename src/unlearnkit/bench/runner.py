@@ -26,13 +26,15 @@ from ..api import run_unlearning
 from ..audit.bank import OracleBank, bank_key
 from ..checks import check_device, check_precision
 from ..datasets import load
-from ..errors import UnlearnKitError
+from ..errors import ConfigError, UnlearnKitError
 from ..methods import get_method
 from ..metrics.functional.distances import weight_distance
 from ..metrics.relearn import anamnesis_index, mean_loss, relearn_time
 from ..metrics.suite import ModelSignals, collateral, model_signals, tier_a, tier_b
 from ..models import ModelFactory
+from ..models.user import CheckpointFactory
 from ..tasks import ForgetTask
+from ..threads import limit_threads
 from ..training import train
 from .identity import METRICS_VERSION, digest, slot_of, spec_context
 from .lock import RunLock
@@ -124,6 +126,11 @@ def run_benchmark(
     echo: Callable[[str], None] | None = None,
     device: str | None = None,
     configs: str = "built-in",
+    model_factory: Callable[[int], Any] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    max_retries: int = 2,
+    progress: Any = None,
 ) -> RunSummary:
     """Run every missing cell of ``spec`` and store it in ``out_dir/results.db``.
 
@@ -132,27 +139,46 @@ def run_benchmark(
 
     ``configs``: where the method configs come from, recorded with the run (``"built-in"``,
     or ``"tuned from DIR/tuned.yaml"``: :func:`unlearnkit.bench.configs.load_configs`).
+
+    ``model_factory``: a function ``seed -> freshly initialised nn.Module`` (or a
+    :class:`~unlearnkit.models.ModelFactory`) replacing the spec's model; the spec's
+    ``model.checkpoint``, if any, is still the original (:meth:`ModelSpec.factory_for`).
+
+    ``backend="ray"``: the cells run as tasks on the Ray cluster at ``address`` (default: a
+    new one on this machine), each retried up to ``max_retries`` times; the rows are the
+    local run's (:mod:`unlearnkit.bench.ray_backend`).
+
+    ``progress``: a :class:`unlearnkit.progress.Progress` told the number of cells and each
+    stored one (scenario, row label, replicate).
     """
     say = echo or (lambda msg: log.info(msg))
+    execute = None
+    if backend != "local" or address is not None:
+        from .ray_backend import BenchExecutor, check_backend
+
+        check_backend(backend, address)
+        execute = BenchExecutor(spec, address, max_retries)
     device = check_device(device if device is not None else spec.device)
     check_precision(spec.recipe.precision, device)
-    threads_before = torch.get_num_threads()
-    if spec.threads is not None:
-        # Small models run fastest on one thread; several fight over a shared CPU.
-        torch.set_num_threads(spec.threads)
-    try:
-        return _run(spec, out_dir, say, device, configs)
-    finally:
-        torch.set_num_threads(threads_before)
+    # Small models run fastest on one thread; several fight over a shared CPU. The setting
+    # holds for torch and for the BLAS/OpenMP pools under NumPy, SciPy and scikit-learn.
+    with limit_threads(spec.threads):
+        return _run(spec, out_dir, say, device, configs, model_factory, execute, progress)
 
 
-def _run(spec: BenchSpec, out_dir: str | Path, say, device, configs: str) -> RunSummary:
+def _run(
+    spec: BenchSpec, out_dir, say, device, configs: str, model_factory, execute=None, progress=None
+) -> RunSummary:
     t_start = time.perf_counter()
     out = Path(out_dir)
     summary = RunSummary()
     bundle = load(spec.dataset.name, **spec.dataset.options)
-    factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
-    factory(0)  # fail early on bad model options
+    factory = spec.model.factory_for(bundle, model_factory)  # fails early on a bad model
+    if isinstance(factory, CheckpointFactory) and spec.retrain_init == "same_init":
+        raise ConfigError(
+            "retrain_init: same_init needs the original's initial weights, which a "
+            "model.checkpoint does not hold; use retrain_init: fresh_seed"
+        )
     context = spec_context(spec, bundle, factory)
     with RunLock(out, "bench"), ResultStore(out / "results.db") as store:
         ctx_hash = store.admit(context, {})  # another run's folder: refused before any work
@@ -169,26 +195,60 @@ def _run(spec: BenchSpec, out_dir: str | Path, say, device, configs: str) -> Run
         # The run has started: only now is anything about it written.
         store.begin(
             context,
-            spec=_spec_record(spec),
+            spec=_spec_record(spec, factory, model_factory is not None),
             dataset=bundle.describe(),
             provenance=provenance(),
             configs=configs,
             **{f"task:{name}": task.describe() for name, task in tasks.items()},
         )
         say(f"configs: {configs}")
-        run = _Writer(store, ctx_hash, summary)
-        for sc, rep, cells in plan + sweeps:
+        run = _Writer(store, ctx_hash, summary, progress)
+        if progress is not None:  # every cell of the plan, those already stored counted done
+            progress.start(len(every))
+            progress.set(sum(store.has(c.key) for c in every))
+        work = plan + sweeps
+        if execute is not None:  # another backend computes the cells, written through `run`
+            execute(spec, work, tasks, factory, bank, run, say, device)
+            work = []
+        # One _Refs per (scenario, replicate), shared by its benchmark cells and its sweeps'
+        # (built at first need, dropped after the last work item that reads it).
+        last_use = {(sc.name, rep): i for i, (sc, rep, _) in enumerate(work)}
+        refs: dict[tuple[str, int], _Refs] = {}
+        for i, (sc, rep, cells) in enumerate(work):
             task = tasks[sc.name]
-            _run_replicate(spec, sc.name, task, rep, factory, bank, run, say, device, cells)
+            _run_replicate(spec, sc.name, task, rep, factory, bank, run, say, device, cells, refs)
+            if last_use[(sc.name, rep)] == i:
+                refs.pop((sc.name, rep), None)
         store.set_meta("sweep_cells", [c.key for *_, cells in sweeps for c in cells])
     summary.seconds = time.perf_counter() - t_start
     return summary
 
 
-def _spec_record(spec: BenchSpec) -> dict[str, Any]:
+def _spec_record(spec: BenchSpec, factory: Any, given: bool) -> dict[str, Any]:
     d = dataclasses.asdict(spec)
     d["methods"] = [dataclasses.asdict(e) for e in spec.method_entries()]
+    # the model as built: the spec's, or the model_factory= given instead
+    d["model"] = factory.describe() if given else spec.model.record()
+    if isinstance(factory, CheckpointFactory):
+        d["model"]["checkpoint"] = {"path": str(factory.path), "sha256": factory.sha256}
     return d
+
+
+def original_from_checkpoint(factory: Any, dataset: str, bank: OracleBank) -> tuple[Any, dict]:
+    """The original of every replicate when the spec gives ``model.checkpoint``: the file's
+    weights, put in the bank once (keyed by its SHA-256), never trained."""
+    key = bank_key(role="original", dataset=dataset, arch=factory.describe())
+
+    def load_it():
+        meta = {
+            "role": "original",
+            "checkpoint": str(factory.path),
+            "checkpoint_sha256": factory.sha256,
+        }
+        return factory.original(), meta
+
+    model, meta, _ = bank.get_or_train(key, lambda: factory(0), load_it)
+    return model, meta
 
 
 def _resolve_tasks(spec, bundle, factory, bank, device, say) -> dict[str, ForgetTask]:
@@ -207,8 +267,11 @@ def _resolve_tasks(spec, bundle, factory, bank, device, say) -> dict[str, Forget
 class _Writer:
     """Puts finished cells into the store with the run's context, and counts them."""
 
-    def __init__(self, store: ResultStore, ctx_hash: str, summary: RunSummary) -> None:
+    def __init__(
+        self, store: ResultStore, ctx_hash: str, summary: RunSummary, progress: Any = None
+    ) -> None:
         self.store, self.ctx_hash, self.summary = store, ctx_hash, summary
+        self.progress = progress  # unlearnkit.progress.Progress, or None
 
     def put(self, cell: _Cell, scenario: str, rep: int, metrics: dict, record: dict) -> None:
         row = CellRow(
@@ -227,6 +290,8 @@ class _Writer:
         )
         self.store.put(row, identity=cell.identity)
         self.summary.computed += 1
+        if self.progress is not None:
+            self.progress.update(status=f"[{scenario}] {cell.label}, replicate {rep}")
 
 
 def _base_key(spec: BenchSpec, task: ForgetTask, factory: ModelFactory, rep: int) -> dict:
@@ -308,6 +373,9 @@ class _Refs:
         )
 
     def original(self):
+        if "original" not in self._cache and isinstance(self.factory, CheckpointFactory):
+            fp = self.task.bundle.fingerprint
+            self._cache["original"] = original_from_checkpoint(self.factory, fp, self.bank)
         if "original" not in self._cache:
             seed = seeds_for(self.rep)["seed_train"]
 
@@ -425,16 +493,32 @@ class _Refs:
 
 
 def _run_replicate(
-    spec, sc_name, task, rep, factory, bank, run: _Writer, say, device, cells: list[_Cell]
+    spec,
+    sc_name,
+    task,
+    rep,
+    factory,
+    bank,
+    run: _Writer,
+    say,
+    device,
+    cells: list[_Cell],
+    refs_by_key: dict[tuple[str, int], _Refs] | None = None,
 ) -> None:
-    """Run the replicate's missing ``cells`` (the benchmark's or a sweep's)."""
+    """Run the replicate's missing ``cells`` (the benchmark's or a sweep's); the reference
+    models come from ``refs_by_key`` when an earlier call of the same (scenario, replicate)
+    built them (and are put there otherwise)."""
     summary, store = run.summary, run.store
     todo = [c for c in cells if not store.has(c.key)]
     summary.reused += len(cells) - len(todo)
     if not todo:
         return
     say(f"[{sc_name}] replicate {rep}: {len(todo)} of {len(cells)} cells to run")
-    refs = _Refs(spec, task, rep, factory, bank, summary, say, device)
+    refs = refs_by_key.get((sc_name, rep)) if refs_by_key is not None else None
+    if refs is None:
+        refs = _Refs(spec, task, rep, factory, bank, summary, say, device)
+        if refs_by_key is not None:
+            refs_by_key[(sc_name, rep)] = refs
     m_r = refs.metrics("retrain")
     sig_r = refs.signals("retrain")
     record_base = {

@@ -34,7 +34,7 @@ _SCORES: dict[str, np.ndarray] = {}
 def _factory(spec: BenchSpec, bundle: DatasetBundle, factory: ModelFactory | None):
     if factory is not None:
         return factory
-    return ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
+    return spec.model.factory_for(bundle)
 
 
 def hardness_scores(

@@ -342,9 +342,12 @@ class ValidationSetup:
         echo: progress callback.
         device: where to train and run.
         bundle: the spec's dataset, when already loaded.
+        factory: the model factory, when already built (default: the spec's,
+            :meth:`~unlearnkit.bench.spec.ModelSpec.factory_for`; its checkpoint, if any, is
+            ``theta_o``).
 
     Raises:
-        ConfigError: unknown scenario, no seeds.
+        ConfigError: unknown scenario, no seeds, a bad model or checkpoint.
         DataError: the dataset has no validation split, or no other forget set exists.
     """
 
@@ -358,6 +361,7 @@ class ValidationSetup:
         echo: Callable[[str], None] | None = None,
         device: torch.device | str | None = None,
         bundle: DatasetBundle | None = None,
+        factory: Callable[[int], Any] | None = None,
     ) -> None:
         if not seeds:
             raise ConfigError("seeds must list at least one replicate")
@@ -367,7 +371,7 @@ class ValidationSetup:
         say = echo or log.info
         if bundle is None:
             bundle = load(spec.dataset.name, **spec.dataset.options)
-        self.factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
+        self.factory = factory if factory is not None else spec.model.factory_for(bundle)
         hard = {"factory": self.factory, "cache_dir": bank_dir, "device": device, "say": say}
         self.task = validation_task(spec, self.scenario, bundle=bundle, **hard)
         bench_task = scenario_task(spec, self.scenario, bundle, **hard)

@@ -9,6 +9,7 @@ included, and any process sharing the folder can rewrite them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import tempfile
@@ -198,7 +199,8 @@ def _protocol(spec: BenchSpec, res: list[StudyResult]) -> list[str]:
         "## Protocol",
         "",
         f"- **Spec**: `{spec.name}`; dataset `{spec.dataset.name}` {spec.dataset.options}; "
-        f"model `{spec.model.arch}` {spec.model.options}; recipe {spec.recipe.to_dict()}.",
+        f"model `{json.dumps(ctx.get('model', spec.model.record()))}`; "
+        f"recipe {spec.recipe.to_dict()}.",
         "- **Validation view** (`unlearnkit.bench.tune.validation_bundle`): the test split is "
         "replaced by the validation split, so test accuracy (TA) and the non-member side of "
         "every attack read `D_val` only; the test set is never scored, so selection cannot "

@@ -41,7 +41,6 @@ from ..deletion.calibrate import optuna_distribution
 from ..errors import ConfigError
 from ..methods import get_method
 from ..methods.base import Dist
-from ..models import ModelFactory
 from .spec import BenchSpec, ScenarioSpec
 from .tune import Evaluation, ValidationSetup, find_scenario
 from .tune_space import (
@@ -331,6 +330,10 @@ def run_tuning(
     device: torch.device | str | None = None,
     heartbeat_s: int = HEARTBEAT_S,
     search_spaces: Mapping[str, Mapping[str, Dist]] | None = None,
+    model_factory: Callable[[int], Any] | None = None,
+    backend: str | None = None,
+    address: str | None = None,
+    workers: int | None = None,
 ) -> list[StudyResult]:
     """Tune every method on every scenario (one study each) into ``out_dir/tune.db``.
 
@@ -351,22 +354,40 @@ def run_tuning(
         heartbeat_s: seconds between a running trial's signs of life.
         search_spaces: ``{method: {config key: Dist}}`` replacing the library's space of a
             method (:func:`~unlearnkit.bench.tune_space.resolve_search_space`).
+        model_factory: a function ``seed -> freshly initialised nn.Module`` (or a
+            :class:`~unlearnkit.models.ModelFactory`) replacing the spec's model; the spec's
+            ``model.checkpoint``, if any, is still ``theta_o``.
+        backend: ``"local"``, or ``"ray"``: ``workers`` Ray tasks (default: as many as the
+            cluster at ``address`` runs at once) run the trials, sharing every study
+            (:func:`unlearnkit.bench.ray_backend.tune_on_ray`). Default: local, or the
+            ``--backend`` of the ``unlearnkit tune`` command making this call.
+        address: the Ray cluster (``auto``, ``HOST:PORT``; default: a new one on this machine).
+        workers: Ray workers sharing the studies.
 
     Returns:
         Every study stored in ``out_dir`` (:func:`read_studies`).
 
     Raises:
         ConfigError: unknown method or scenario, ``n_trials < 1``, a bad budget, a method
-            that supports none of the scenarios, or an ``out_dir`` holding another run's
-            studies (:class:`~unlearnkit.bench.identity.RunIdentityError`).
+            that supports none of the scenarios, a bad model or checkpoint, or an ``out_dir``
+            holding another run's studies (:class:`~unlearnkit.bench.identity.RunIdentityError`).
         DataError: the dataset has no validation split, or ``tune.db`` is not a study store.
     """
+    call = dict(locals())  # this call's arguments (Ray workers run them: bench.ray_backend)
+    if backend is None:
+        from .ray_backend import default_backend
+
+        backend, address = default_backend(backend, address)
+    if backend != "local" or address is not None or workers is not None:
+        from .ray_backend import tune_on_ray
+
+        return tune_on_ray(**{**call, "backend": backend, "address": address})
     say = echo or log.info
     _check_request(n_trials, budget_s, replicates, seed, len(spec.seeds))
     seeds = tuple(spec.seeds[:replicates] if replicates else spec.seeds)
     plan = _plan(spec, methods, scenarios, say)
     bundle = load(spec.dataset.name, **spec.dataset.options)
-    factory = ModelFactory.for_bundle(spec.model.arch, bundle, **spec.model.options)
+    factory = spec.model.factory_for(bundle, model_factory)  # fails early on a bad model
     context = tuning_context(spec, bundle, factory, seeds, seed)
     given = {get_method(k).name: v for k, v in (search_spaces or {}).items()}
     spaces = {m: resolve_search_space(m, given.get(m))[0] for _, m in plan}
@@ -407,6 +428,7 @@ def run_tuning(
                     echo=say,
                     device=device,
                     bundle=bundle,
+                    factory=factory,
                 )
                 for runner in todo.values():
                     if "reference" not in runner.study.user_attrs:

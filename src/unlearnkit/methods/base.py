@@ -18,7 +18,7 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..optim import OptimizerSpec, SchedulerSpec, check_field_values, check_fields
 from ..training import MixedPrecision
-from ._guard import OUTPUT_LIMIT, _copy_state, _load_state, outputs_finite, probe_inputs
+from ._guard import OUTPUT_LIMIT, _load_state, outputs_finite, probe_inputs
 from ._space import Dist, choice, int_range, loguniform, uniform
 
 __all__ = [
@@ -363,12 +363,16 @@ class RunContext:
 
     Methods draw every random choice from :attr:`generator` (or :meth:`numpy_rng`) and make
     every optimizer update through :meth:`step`, which enforces ``max_steps`` and the time
-    budget and, on a non-finite loss or weights, stops and rolls back to the last good state.
+    budget and, on a non-finite loss, stops and rolls back to the last good state.
 
     A state is *good* once its outputs are known to be finite: a step's weights are confirmed
-    by the finite loss of the next step (computed from them, so free), and a state is only
-    restored after it also gives finite outputs on :attr:`probe` (a fixed batch of training
-    inputs, checked in eval mode and in float32); otherwise the input model's state is restored.
+    by the finite loss of the next step (computed from them, so free; non-finite weights
+    therefore stop the run at the next step, or, after the last step, at the front door's
+    probe check of the result), and a state is only restored after it also gives finite
+    outputs on :attr:`probe` (a fixed batch of training inputs, checked in eval mode and in
+    float32); otherwise the input model's state is restored. Each step costs the guard one
+    finiteness check of the loss and one fused copy of the weights (every
+    :attr:`snapshot_every` steps).
 
     :attr:`precision` (``fp32``, ``bf16`` or ``fp16``) is the run's: the front door runs the
     whole method under :meth:`autocast`, and with ``fp16`` :meth:`step` scales the loss before
@@ -400,6 +404,10 @@ class RunContext:
     info: dict[str, Any] = field(default_factory=dict)
     probe: torch.Tensor | None = None
     precision: str = "fp32"
+
+    #: Private switch for overhead measurements only (``benchmarks/guard_overhead.py``):
+    #: ``False`` skips the divergence guard's checks and copies in :meth:`step`.
+    _guard: ClassVar[bool] = True
 
     @classmethod
     def for_task(
@@ -444,18 +452,20 @@ class RunContext:
         self.stop_reason: str | None = None
         self.diverged = False
         self._t0 = time.perf_counter()
-        # Rollback states: the input model's (kept on the CPU: it is rarely read), the last
-        # good one and the last step's (pending until the next step's finite loss confirms
-        # it; the two swap roles, so a step costs one copy, as a plain snapshot would).
+        # Rollback states: the input model's (kept on the CPU: it is rarely read) and the last
+        # good one, copied by :meth:`step` once the step's finite loss has confirmed the
+        # weights it was computed from (before the update overwrites them; the forward pass
+        # has just read them, so the copy reads warm memory). The good state is a list in the
+        # order of ``_names``/``_src``, the model's state tensors, read once (at the first
+        # copy, after any set-up of the model, and again at :meth:`take_snapshot`), so that a
+        # step's copy is one fused ``_foreach_copy_``.
         self._initial = {
             k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
         }
-        self._good: dict[str, torch.Tensor] = {}
-        self._pending: dict[str, torch.Tensor] = {}
+        self._names: tuple[str, ...] | None = None
+        self._src: list[torch.Tensor] = []
+        self._good: list[torch.Tensor] = []
         self._good_step: int | None = None  # None: the input model's state
-        self._pending_step = 0
-        self._has_pending = False
-        _copy_state(self.model, self._good)
 
     def teacher(self, model: nn.Module) -> nn.Module:
         """theta_o as a frozen eval-mode teacher: ``original_model``, else a frozen copy of
@@ -475,15 +485,40 @@ class RunContext:
     # -- guards -----------------------------------------------------------------------------
     def take_snapshot(self) -> None:
         """Remember the current weights as the last good state (a method that changes the
-        model outside :meth:`step`, e.g. by reshaping it or rewinding, calls this after)."""
-        _copy_state(self.model, self._good)
-        self._good_step, self._has_pending = self.steps, False
+        model outside :meth:`step`, e.g. by reshaping it, replacing a parameter or buffer, or
+        rewinding, calls this after; without it, a rollback after a replaced parameter or
+        buffer restores the input model)."""
+        self._bind()
+        self._good_step = self.steps
 
-    def _confirm(self) -> None:
-        """The current weights gave a finite loss: the pending state becomes the good one."""
-        if self._has_pending:
-            self._good, self._pending = self._pending, self._good
-            self._good_step, self._has_pending = self._pending_step, False
+    def _bind(self) -> None:
+        """Read which tensors hold the model's state (parameters as the objects themselves,
+        so that a ``.data`` swap is still read) and copy them as the good state."""
+        state = self.model.state_dict(keep_vars=True)
+        self._names, self._src = tuple(state), list(state.values())
+        with torch.no_grad():
+            self._good = [t.detach().clone() for t in self._src]
+
+    def _keep_good(self) -> None:
+        """The current weights gave a finite loss: copy them as the good state."""
+        if self._names is None:
+            self._bind()
+        else:
+            with torch.no_grad():
+                torch._foreach_copy_(self._good, self._src)
+        self._good_step = self.steps
+
+    def _bound(self) -> bool:
+        """Whether the model's state is still held by the tensors read at the last
+        :meth:`_bind`, with the same shapes (a parameter or buffer replaced without a
+        :meth:`take_snapshot` would have left the copies out of date)."""
+        if self._names is None:
+            return False
+        state = self.model.state_dict(keep_vars=True)
+        return tuple(state) == self._names and all(
+            t is src and t.shape == kept.shape
+            for t, src, kept in zip(state.values(), self._src, self._good)
+        )
 
     def outputs_finite(self, model: nn.Module | None = None) -> bool:
         """Whether ``model`` (default: :attr:`model`) gives finite outputs on :attr:`probe`
@@ -502,11 +537,11 @@ class RunContext:
         Returns:
             What was restored: ``"step N"`` or ``"input model"``.
         """
-        _load_state(self.model, self._good)
-        if self._good_step is not None and self.outputs_finite():
-            return f"step {self._good_step}"
+        if self._good_step is not None and self._bound():
+            _load_state(self.model, dict(zip(self._names, self._good)))
+            if self.outputs_finite():
+                return f"step {self._good_step}"
         _load_state(self.model, self._initial)
-        _copy_state(self.model, self._good)
         self._good_step = None
         return "input model"
 
@@ -523,7 +558,6 @@ class RunContext:
         and stop; ``info`` records the reason and the state restored (``rollback``)."""
         self.diverged = True
         self.info.setdefault("diverged_reason", reason)
-        self._has_pending = False
         restored = self.restore_snapshot()
         self.info["rollback"] = restored
         self.stop(f"diverged: {reason}")
@@ -568,10 +602,19 @@ class RunContext:
         """
         if not self.can_step():
             return False
-        if not bool(torch.isfinite(loss.detach()).all()):  # the unscaled loss, at any precision
+        guard = self._guard
+        if guard and not _finite(loss):  # the unscaled loss, at any precision
             self.diverge(f"non-finite loss at step {self.steps + 1}")
             return False
-        self._confirm()
+        every = self.snapshot_every
+        if (
+            guard
+            and every
+            and self.steps
+            and self.steps % every == 0
+            and self._good_step != self.steps
+        ):
+            self._keep_good()  # the weights of the last update, confirmed by this loss
         scaler = self.amp.scaler
         if zero_grad:
             optimizer.zero_grad(set_to_none=True)
@@ -600,13 +643,17 @@ class RunContext:
         if after_step is not None:
             after_step()
         self.steps += 1
-        if not self.weights_finite():
-            self.diverge(f"non-finite weights after step {self.steps}")
-            return False
-        if self.snapshot_every and self.steps % self.snapshot_every == 0:
-            _copy_state(self.model, self._pending)
-            self._pending_step, self._has_pending = self.steps, True
+        # The new weights are not checked here: the next step's loss is computed from them,
+        # and they become the good state only once it is finite; the weights left after the
+        # last step are checked on the probe by the front door.
         return True
+
+
+def _finite(loss: torch.Tensor) -> bool:
+    """Whether every value of ``loss`` is finite (a scalar is read with one ``item()``)."""
+    if loss.numel() == 1:
+        return math.isfinite(loss.item())
+    return bool(torch.isfinite(loss.detach()).all())
 
 
 def _params_finite(model: nn.Module) -> bool:

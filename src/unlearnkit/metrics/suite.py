@@ -1,11 +1,14 @@
 """Metric tiers A and B and the :func:`evaluate` front door.
 
 Signals are computed once per (model, split) by :func:`model_signals`; every metric after that
-is a pure function of signals (:mod:`unlearnkit.metrics.functional`).
+is a pure function of signals (:mod:`unlearnkit.metrics.functional`). Every key, its formula,
+unit and source: docs/metrics.md.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +39,11 @@ from .signals import SplitSignals, compute_signals
 
 __all__ = [
     "METRIC_INFO",
+    "REFERENCE_CACHE_BYTES",
+    "REFERENCE_CACHE_SIZE",
     "TIER_A_KEYS",
     "ModelSignals",
+    "clear_reference_cache",
     "collateral",
     "evaluate",
     "model_signals",
@@ -253,6 +259,82 @@ def tier_b(
     return out
 
 
+#: How many reference models :func:`evaluate` remembers (signals and Tier-A metrics, the least
+#: recently used dropped first); 0 turns the cache off.
+REFERENCE_CACHE_SIZE = 4
+
+#: The most bytes of signals the remembered references may hold together (a reference whose
+#: signals alone are larger is not remembered).
+REFERENCE_CACHE_BYTES = 512 * 2**20
+
+_REFERENCE_CACHE: OrderedDict[tuple, tuple[ModelSignals, dict[str, float], int]] = OrderedDict()
+
+
+def clear_reference_cache() -> None:
+    """Forget every reference model :func:`evaluate` remembers (frees their signals)."""
+    _REFERENCE_CACHE.clear()
+
+
+def _nbytes(sig: ModelSignals) -> int:
+    """Bytes held by a model's signals (logits, labels and the derived arrays computed)."""
+    total = 0
+    for s in (sig.forget, sig.retain, sig.test, sig.test_full, sig.forget_test, sig.val):
+        if s is not None:
+            arrays = [s.logits, s.labels, *s._cache.values()]
+            total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+    return total
+
+
+def _model_digest(model: nn.Module) -> str | None:
+    """Content hash of a model: its class, module structure, parameters and buffers (all of
+    them, persistent or not); ``None`` when a tensor cannot be read as bytes."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{type(model).__module__}.{type(model).__qualname__}\n{model!r}".encode())
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    try:
+        with torch.no_grad():
+            for name, t in tensors:
+                h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:{t.device}".encode())
+                flat = t.detach().to("cpu").contiguous().reshape(-1)
+                h.update(flat.view(torch.uint8).numpy().tobytes())
+    except (RuntimeError, TypeError):  # e.g. quantized or sparse tensors: no caching
+        return None
+    return h.hexdigest()
+
+
+def _reference(
+    model: nn.Module,
+    task: ForgetTask,
+    teacher: nn.Module | None,
+    teacher_sig: ModelSignals | None,
+    seed_attack: int,
+    device: Any,
+) -> tuple[ModelSignals, dict[str, float]]:
+    """A reference model's signals and Tier-A metrics, from the cache when the same reference
+    (same weights and structure) was evaluated on the same task, attack seed, ZRF teacher and
+    device before."""
+    key = None
+    if REFERENCE_CACHE_SIZE > 0:
+        digest = _model_digest(model)
+        teacher_digest = _model_digest(teacher) if teacher is not None else "-"
+        if digest is not None and teacher_digest is not None:
+            key = (digest, task.id, task.retain_available, seed_attack, teacher_digest, str(device))
+    if key is not None and key in _REFERENCE_CACHE:
+        _REFERENCE_CACHE.move_to_end(key)
+        sig, metrics, _ = _REFERENCE_CACHE[key]
+        return sig, dict(metrics)
+    sig = _signals(model, task, device=device)
+    metrics = tier_a(sig, teacher=teacher_sig, seed_attack=seed_attack)
+    size = _nbytes(sig)
+    if key is not None and size <= REFERENCE_CACHE_BYTES:
+        _REFERENCE_CACHE[key] = (sig, dict(metrics), size)
+        while len(_REFERENCE_CACHE) > REFERENCE_CACHE_SIZE or (
+            sum(e[2] for e in _REFERENCE_CACHE.values()) > REFERENCE_CACHE_BYTES
+        ):
+            _REFERENCE_CACHE.popitem(last=False)
+    return sig, metrics
+
+
 def evaluate(
     model: nn.Module,
     task: ForgetTask,
@@ -274,7 +356,12 @@ def evaluate(
     Args:
         model: the model to evaluate (theta_u).
         task: the forget task.
-        reference: the retrained model theta_r; enables gaps, Avg. Gap, ToW, distances.
+        reference: the retrained model theta_r; enables gaps, Avg. Gap, ToW, distances. Its
+            signals and Tier-A metrics (attacks included) are computed once and remembered
+            (:data:`REFERENCE_CACHE_SIZE` references, at most :data:`REFERENCE_CACHE_BYTES` of
+            signals, keyed by a content hash of the model with the task, ``seed_attack``, the
+            ZRF teacher and the device), so evaluating several models against the same
+            Retrain does not recompute the Retrain's attacks.
         reference_prime: a second Retrain (another seed); adds the noise floor ``floor_*``.
         rte_seconds, reference_rte_seconds: run-times of the unlearning and of Retrain.
         model_factory: ``seed -> fresh model`` for ZRF's random teacher (default: a recursive
@@ -291,12 +378,15 @@ def evaluate(
         relearn_seed: the batch-drawing seed of those fine-tunes (the same for every model).
 
     Returns:
-        A flat dict of floats (rates as fractions). Keys of Retrain's own values are prefixed
-        ``ref_``.
+        A flat dict of floats. Rates, gaps and the Avg. Gaps (``avg_gap_salun``,
+        ``avg_gap_natmu``, ``floor_avg_gap_*``) are fractions of 1: an ``avg_gap_salun`` of
+        0.05 is 5 percentage points, shown as 5.0 in the benchmark report's "Avg. Gap (pp)"
+        column, while ``results.db`` and ``unlearnkit report --format csv|json|parquet`` keep
+        these names and units. Keys of Retrain's own values are prefixed ``ref_``.
 
     Example:
         >>> report = uk.evaluate(new, task, reference=retrained)
-        >>> report["avg_gap_salun"]
+        >>> report["avg_gap_salun"]  # a fraction: 100 * it is the report's Avg. Gap in pp
     """
     from ..models import reinit_factory
 
@@ -332,7 +422,7 @@ def evaluate(
             )
             return {"relearn_steps": float(res.steps), "relearn_censored": float(res.censored)}
 
-    teacher_sig = None
+    teacher, teacher_sig = None, None
     if model_factory is None:
         try:
             model_factory = reinit_factory(model)
@@ -353,8 +443,7 @@ def evaluate(
         m_u.update(relearn_keys(model))
     if reference is None:
         return m_u
-    sig_r = _signals(reference, task, device=device)
-    m_r = tier_a(sig_r, teacher=teacher_sig, seed_attack=seed_attack)
+    sig_r, m_r = _reference(reference, task, teacher, teacher_sig, seed_attack, device)
     if reference_rte_seconds is not None:
         m_r["rte_seconds"] = float(reference_rte_seconds)
     if relearn:
@@ -367,8 +456,7 @@ def evaluate(
         out.update(anamnesis_index(model, reference, original, task.forget, seed=relearn_seed))
     out.update({f"ref_{k}": v for k, v in m_r.items()})
     if reference_prime is not None:
-        sig_r2 = _signals(reference_prime, task, device=device)
-        m_r2 = tier_a(sig_r2, teacher=teacher_sig, seed_attack=seed_attack)
+        sig_r2, m_r2 = _reference(reference_prime, task, teacher, teacher_sig, seed_attack, device)
         out.update(noise_floor(m_r2, m_r))
         fb = tier_b(m_r2, m_r, sig_r2, sig_r)
         for key in ("avg_gap_salun", "avg_gap_natmu", "tow", "tow_mia", "js_to_retrain_forget"):

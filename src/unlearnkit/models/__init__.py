@@ -7,6 +7,8 @@
 Vectors: ``mlp``. Images: ``cnn_small``, ``resnet18``, ``resnet50``, ``vgg16_bn``,
 ``wrn28_10``, ``vit_tiny``, ``vit_small``. Token ids: ``embedding_bag``, ``text_transformer``.
 Every model returns ``(N, K)`` logits and its classifier head is its last ``nn.Linear``.
+A user's own architecture (an import path or a function) and trained checkpoint go through
+:mod:`unlearnkit.models.user`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ._common import positive_int, positive_ints
 from .resnet import resnet18, resnet50
 from .small import MLP, SmallCNN
 from .text import build_embedding_bag, build_text_transformer
+from .user import CallableFactory, CheckpointFactory, ImportedFactory
 from .vgg import vgg16_bn
 from .vit import vit_small, vit_tiny
 from .wrn import wrn28_10
@@ -35,6 +38,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "MLP",
+    "CallableFactory",
+    "CheckpointFactory",
+    "ImportedFactory",
     "ModelFactory",
     "SmallCNN",
     "available",

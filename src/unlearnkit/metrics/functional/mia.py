@@ -30,6 +30,7 @@ from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.metrics.signals import SplitSignals
 
 __all__ = [
+    "SVC_CAP",
     "SVC_FEATURES",
     "fit_svc_attack",
     "indiscernibility",
@@ -42,6 +43,11 @@ __all__ = [
 
 #: Feature names accepted by :func:`mia_svc`, in the reference's order.
 SVC_FEATURES: tuple[str, ...] = ("corr", "conf", "entropy", "m_entropy", "prob")
+
+#: Default per-side cap of :func:`mia_svc`'s shadow sets: the kernel SVC's fit grows about
+#: quadratically with its rows, so a bounded shadow set keeps the attack's cost bounded (see
+#: :func:`mia_svc` for the measured effect on the estimate).
+SVC_CAP = 5_000
 
 _MIN_SIDE = 2
 _TINY = 1e-30
@@ -159,7 +165,8 @@ def shadow_indices(
         n_shadow: per-side size overriding the default ``n`` (``random`` sampling only).
         sampling: ``"random"`` or ``"first_n"``.
         seed: ``seed_attack``.
-        cap: upper bound of the default per-side size; None for no cap.
+        cap: upper bound of the default per-side size; None for no cap. (:func:`mia_svc`
+            passes its own default, :data:`SVC_CAP`.)
 
     Returns:
         ``(idx_in, idx_out)``: positions into the retain and test sets.
@@ -239,7 +246,7 @@ def mia_svc(
     n_shadow: int | None = None,
     sampling: str = "random",
     seed: int = 0,
-    cap: int | None = 10_000,
+    cap: int | None = SVC_CAP,
     legacy_m_entropy: bool = False,
     target_nonmembers: SplitSignals | None = None,
 ) -> dict[str, float]:
@@ -255,6 +262,16 @@ def mia_svc(
 
         mia_svc_<f>_nonmember_rate = 1 - mean(SVC.predict(f(D_f)))
 
+    Cost: the SVC's fit grows about quadratically with its rows, so by default each shadow set
+    holds at most ``cap = SVC_CAP = 5,000`` samples, a seeded uniform draw (the same draw as
+    below the cap, where nothing changes): the fit's cost is bounded and the prediction on
+    ``D_f`` grows linearly with ``|D_f|``. Measured effect, on MNIST-shaped synthetic data
+    (54,000 retain, 10,000 test, 6,000 forget samples; a trained and a fine-tuned MLP):
+    against 10,000 per side the mean over attack seeds moved by 0.001 and 0.006, and the
+    spread over attack seeds grew from 0.009 to 0.014 (std); a call took about 3 s instead of
+    8 s. For the reference's full-data computation pass ``cap=None`` (all of the smaller side,
+    at quadratic cost) or ``sampling="first_n"`` (OPTML's exact shadow sets).
+
     In ``random`` forgetting the Retrain value is low (the attack's true-negative rate on unseen
     data), in ``class`` forgetting about 1; compare with Retrain, never maximise it.
 
@@ -266,7 +283,8 @@ def mia_svc(
         n_shadow: per-side shadow size overriding ``min(|D_r|, |D_te^rem|, cap)``.
         sampling: ``"random"`` (default, balanced and seeded) or ``"first_n"`` (legacy [ref]).
         seed: ``seed_attack`` for the shadow subsample.
-        cap: per-side cap of the default shadow size (kernel-SVC cost is ~quadratic).
+        cap: per-side cap of the default shadow size (default :data:`SVC_CAP`; None: no cap,
+            the full-data computation).
         legacy_m_entropy: use [ref]'s defective ``m_entropy`` (see :func:`m_entropy_legacy`),
             evaluated separately on each set the attack sees.
         target_nonmembers: optional target non-members; with it the balanced accuracy
