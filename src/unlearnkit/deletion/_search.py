@@ -44,6 +44,7 @@ class _Mirror:
         self.done = 0
         self.last = time.perf_counter()
         self.write_s = 0.03  # seconds to write one trial (measured at every flush)
+        self.broken = False  # a write was interrupted (Ctrl-C): write nothing more
         if url is None:
             return
         disk = optuna.create_study(
@@ -59,7 +60,7 @@ class _Mirror:
     def flush(self, every_s: float = 0.0) -> None:
         """Append the finished trials not yet in the file (at most every ``every_s``)."""
         now = time.perf_counter()
-        if self.disk is None or now - self.last < every_s:
+        if self.disk is None or self.broken or now - self.last < every_s:
             return
         self.last = now
         trials = self.study.get_trials(deepcopy=False)
@@ -70,7 +71,11 @@ class _Mirror:
             new.append(t)
         if new:
             t0 = time.perf_counter()
+            # Ctrl-C inside this write must not lead to a second write from the caller's
+            # ``finally`` (it could wait on the interrupted transaction's lock)
+            self.broken = True
             self.disk.add_trials(new)
+            self.broken = False
             self.write_s = (time.perf_counter() - t0) / len(new)
             self.done += len(new)
 
