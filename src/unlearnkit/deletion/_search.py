@@ -24,66 +24,6 @@ _MAX_ERRORS = 3  # consecutive exceptions after which a method's search stops
 _MAX_INFEASIBLE = 12  # consecutive infeasible points before a method's search stops
 _MAX_DUPLICATES = 20  # consecutive repeated proposals: the space is exhausted
 _SIG_DIGITS = 3
-_FLUSH_EVERY_S = 2.0  # how often the in-memory study is written to the SQLite file
-
-
-class _Mirror:
-    """An in-memory Optuna study mirrored to the SQLite file of ``url`` (or memory only).
-
-    Optuna's SQLite storage costs tens of milliseconds per trial (several transactions each),
-    as much as a whole unlearning run on small data. The search therefore runs on an in-memory
-    copy that starts with every stored trial and :meth:`flush` appends the finished new ones to
-    the file: every few seconds, at the end of a method's search and on Ctrl-C. A trial left
-    running in the file by a killed process is marked failed first.
-    """
-
-    def __init__(self, optuna: Any, study_name: str, url: str | None) -> None:
-        self.optuna = optuna
-        self.study = optuna.create_study(study_name=study_name, direction="minimize")
-        self.disk = None
-        self.done = 0
-        self.last = time.perf_counter()
-        self.write_s = 0.03  # seconds to write one trial (measured at every flush)
-        self.broken = False  # a write was interrupted (Ctrl-C): write nothing more
-        if url is None:
-            return
-        disk = optuna.create_study(
-            study_name=study_name, storage=url, direction="minimize", load_if_exists=True
-        )
-        state = optuna.trial.TrialState
-        for t in disk.get_trials(deepcopy=False, states=(state.RUNNING,)):
-            disk.tell(t.number, state=state.FAIL)  # left by an interrupted call
-        stored = [t for t in disk.get_trials(deepcopy=False) if t.state.is_finished()]
-        self.study.add_trials(stored)
-        self.disk, self.done = disk, len(stored)
-
-    def flush(self, every_s: float = 0.0) -> None:
-        """Append the finished trials not yet in the file (at most every ``every_s``)."""
-        now = time.perf_counter()
-        if self.disk is None or self.broken or now - self.last < every_s:
-            return
-        self.last = now
-        trials = self.study.get_trials(deepcopy=False)
-        new = []
-        for t in trials[self.done :]:
-            if not t.state.is_finished():
-                break  # keep the order: a running trial waits for the next flush
-            new.append(t)
-        if new:
-            t0 = time.perf_counter()
-            # Ctrl-C inside this write must not lead to a second write from the caller's
-            # ``finally`` (it could wait on the interrupted transaction's lock)
-            self.broken = True
-            self.disk.add_trials(new)
-            self.broken = False
-            self.write_s = (time.perf_counter() - t0) / len(new)
-            self.done += len(new)
-
-    def pending_s(self) -> float:
-        """Seconds the next flush will take (the search keeps them free in its budget)."""
-        if self.disk is None:
-            return 0.0
-        return self.write_s * (len(self.study.get_trials(deepcopy=False)) - self.done)
 
 
 def _fits(dist: Any, value: Any) -> bool:
@@ -134,9 +74,12 @@ def _search(
     cfg = spec.make_config(None, scenario=task.scenario)
     defaults = {k: _default_value(cfg, k) for k in spec.search_space}
     space = {k: optuna_distribution(d, defaults[k]) for k, d in spec.search_space.items()}
+    study = optuna.create_study(
+        study_name=study_name, storage=url, direction="minimize", load_if_exists=True
+    )
     state = optuna.trial.TrialState
-    disk = _Mirror(optuna, study_name, url)
-    study = disk.study
+    for t in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        study.tell(t.number, state=state.FAIL)  # left by an interrupted call
     past = study.get_trials(deepcopy=False)
     # A fresh seed per session: a resumed study must not replay the first session's draws.
     study.sampler = optuna.samplers.TPESampler(seed=seed + 7919 * len(past), n_startup_trials=5)
@@ -156,75 +99,69 @@ def _search(
     errors = duplicates = ran = infeasible_run = duplicates_total = 0
     cache: dict[str, Any] = {}
     min_trial_s = max(3.0 * score_s, 0.1)
-    try:
-        while True:
-            disk.flush(every_s=_FLUSH_EVERY_S)  # a killed process loses at most these seconds
-            remaining = deadline - time.perf_counter() - disk.pending_s()
-            if remaining < min_trial_s and (finished or ran):  # a new study runs trial 0 anyway
+    while True:
+        remaining = deadline - time.perf_counter()
+        if remaining < min_trial_s and (finished or ran):  # a new study runs trial 0 anyway
+            break
+        if trials is not None and len(past) + ran + duplicates_total >= trials:
+            break
+        trial = study.ask(space)
+        is_default = bool(trial.user_attrs.get("default"))
+        overrides = {} if is_default else {k: _round(v) for k, v in trial.params.items()}
+        sig = json.dumps(overrides, sort_keys=True)
+        if sig in seen:
+            trial.set_user_attr("duplicate_of", seen[sig])
+            study.tell(trial, state=state.PRUNED)
+            duplicates += 1
+            duplicates_total += 1
+            if duplicates >= _MAX_DUPLICATES:
                 break
-            if trials is not None and len(past) + ran + duplicates_total >= trials:
+            continue
+        duplicates = 0
+        t_trial = time.perf_counter()
+        cap = max(0.05, deadline - t_trial - 1.5 * score_s)
+        value, attrs, unlearned = _run_trial(
+            name, model, task, overrides, seed, cap, stats, run_kw, cache
+        )
+        ran += 1
+        attrs["seconds"] = time.perf_counter() - t_trial
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        if value is None:
+            study.tell(trial, state=state.FAIL)
+            # a point the data cannot run (ConfigError: e.g. a clamp that needs normalization
+            # metadata) is infeasible, not broken: only repeated other errors stop the search
+            infeasible = attrs.get("error", "").startswith("ConfigError")
+            errors += 1 if not infeasible else 0
+            infeasible_run = infeasible_run + 1 if infeasible else 0
+            if infeasible_run >= _MAX_INFEASIBLE:
+                log.info("%s: %d infeasible points in a row; search stops", name, infeasible_run)
                 break
-            trial = study.ask(space)
-            is_default = bool(trial.user_attrs.get("default"))
-            overrides = {} if is_default else {k: _round(v) for k, v in trial.params.items()}
-            sig = json.dumps(overrides, sort_keys=True)
-            if sig in seen:
-                trial.set_user_attr("duplicate_of", seen[sig])
-                study.tell(trial, state=state.PRUNED)
-                duplicates += 1
-                duplicates_total += 1
-                if duplicates >= _MAX_DUPLICATES:
-                    break
-                continue
-            duplicates = 0
-            t_trial = time.perf_counter()
-            cap = max(0.05, deadline - t_trial - 1.5 * score_s - disk.pending_s())
-            value, attrs, unlearned = _run_trial(
-                name, model, task, overrides, seed, cap, stats, run_kw, cache
+        else:
+            infeasible_run = 0
+            errors = 0
+            study.tell(trial, value)
+            seen[sig] = trial.number
+            tkey = (value, attrs.get("closeness", math.inf), trial.number)
+            if tkey < best_key and math.isfinite(value):
+                best_key, best_model, best_run = tkey, unlearned, trial.number
+        if progress is not None:
+            elapsed = time.perf_counter() - clock[0]
+            progress(
+                {
+                    "method": name,
+                    "trial": trial.number,
+                    "objective": math.inf if value is None else value,
+                    "best_objective": best_key[0],
+                    "elapsed_s": elapsed,
+                    "remaining_s": max(0.0, clock[1] - elapsed),
+                    "budget_s": clock[1],
+                    "state": "failed" if value is None or not math.isfinite(value) else "ok",
+                }
             )
-            ran += 1
-            attrs["seconds"] = time.perf_counter() - t_trial
-            for k, v in attrs.items():
-                trial.set_user_attr(k, v)
-            if value is None:
-                study.tell(trial, state=state.FAIL)
-                # a point the data cannot run (ConfigError: e.g. a clamp that needs normalization
-                # metadata) is infeasible, not broken: only repeated other errors stop the search
-                infeasible = attrs.get("error", "").startswith("ConfigError")
-                errors += 1 if not infeasible else 0
-                infeasible_run = infeasible_run + 1 if infeasible else 0
-                if infeasible_run >= _MAX_INFEASIBLE:
-                    log.info(
-                        "%s: %d infeasible points in a row; search stops", name, infeasible_run
-                    )
-                    break
-            else:
-                infeasible_run = 0
-                errors = 0
-                study.tell(trial, value)
-                seen[sig] = trial.number
-                tkey = (value, attrs.get("closeness", math.inf), trial.number)
-                if tkey < best_key and math.isfinite(value):
-                    best_key, best_model, best_run = tkey, unlearned, trial.number
-            if progress is not None:
-                elapsed = time.perf_counter() - clock[0]
-                progress(
-                    {
-                        "method": name,
-                        "trial": trial.number,
-                        "objective": math.inf if value is None else value,
-                        "best_objective": best_key[0],
-                        "elapsed_s": elapsed,
-                        "remaining_s": max(0.0, clock[1] - elapsed),
-                        "budget_s": clock[1],
-                        "state": "failed" if value is None or not math.isfinite(value) else "ok",
-                    }
-                )
-            if errors >= _MAX_ERRORS:
-                log.warning("%s: %d runs in a row raised; its search stops", name, errors)
-                break
-    finally:
-        disk.flush()
+        if errors >= _MAX_ERRORS:
+            log.warning("%s: %d runs in a row raised; its search stops", name, errors)
+            break
     return _row(name, study, state, ran, time.perf_counter() - t_start), (
         best_model if best_run is not None and best_run == best_key[2] else None
     )
