@@ -451,7 +451,7 @@ def _with_backend_options(command: Any) -> Any:
 
     @functools.wraps(command)
     def with_backend(**kwargs: Any) -> Any:
-        from .bench.ray_backend import command_backend
+        from .bench.ray_tune import command_backend
 
         backend, address = kwargs.pop("backend"), kwargs.pop("address")
         try:

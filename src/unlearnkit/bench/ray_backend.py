@@ -19,16 +19,16 @@ sends the tasks out and stays the only writer of the results store:
   OpenMP pools) and the same seeds and code path as the local runner, so its rows equal the
   local rows number for number (timings aside).
 
-The audit side lives in :mod:`unlearnkit.audit.ray_backend`; the tuning side is
-:func:`tune_on_ray` here. Ray is optional: ``pip install -e ".[ray]"``.
+The audit side lives in :mod:`unlearnkit.audit.ray_backend`, the tuning side in
+:mod:`unlearnkit.bench.ray_tune`. Ray is optional: ``pip install -e ".[ray]"``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import os
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +45,10 @@ __all__ = [
     "BenchExecutor",
     "RayOptions",
     "check_backend",
-    "command_backend",
     "connect",
-    "tune_on_ray",
+    "pack",
+    "replay",
+    "unpack",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,34 +59,6 @@ RAY_INSTALL = 'pip install -e ".[ray]"'
 MAX_RETRIES = 2
 
 
-#: The backend an ``unlearnkit tune`` command asked for (``--backend``/``--address``), used by
-#: a ``run_tuning`` call that names none.
-_COMMAND_BACKEND: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
-    "unlearnkit_command_backend", default=None
-)
-
-
-@contextlib.contextmanager
-def command_backend(backend: str, address: str | None) -> Iterator[None]:
-    """Within the block, ``run_tuning`` calls that name no backend use this one."""
-    check_backend(backend, address)
-    token = _COMMAND_BACKEND.set((backend, address))
-    try:
-        yield
-    finally:
-        _COMMAND_BACKEND.reset(token)
-
-
-def default_backend(backend: str | None, address: str | None) -> tuple[str, str | None]:
-    """``(backend, address)``: the ones given, else the command's, else local."""
-    if backend is not None:
-        return backend, address
-    got = _COMMAND_BACKEND.get()
-    if got is None:
-        return "local", address
-    return got[0], address if address is not None else got[1]
-
-
 def check_backend(backend: str, address: str | None = None) -> None:
     """Raise ConfigError for an unknown backend, an address without Ray, or Ray missing."""
     if backend not in BACKENDS:
@@ -94,6 +67,7 @@ def check_backend(backend: str, address: str | None = None) -> None:
         if address is not None:
             raise ConfigError("--address needs --backend ray; drop it or add --backend ray")
         return
+    _host_port(address)
     try:
         import ray  # noqa: F401
     except ImportError:
@@ -147,6 +121,7 @@ def connect(address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    _check_reachable(address)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -161,6 +136,35 @@ def connect(address: str | None) -> Iterator[Any]:
         ray.shutdown()
 
 
+def _host_port(address: str | None) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``HOST:PORT`` or ``ray://HOST:PORT`` address (None for ``auto``
+    or no address); ConfigError for anything else."""
+    if not address or address == "auto":
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            f"--address {address!r} is not auto, HOST:PORT or ray://HOST:PORT; give the "
+            "address 'ray start --head' printed"
+        )
+    return host, int(port)
+
+
+def _check_reachable(address: str | None, timeout_s: float = 10.0) -> None:
+    """An address that takes no connection fails here, at once (Ray would retry for
+    minutes)."""
+    where = _host_port(address)
+    if where is None:
+        return
+    try:
+        socket.create_connection(where, timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); check --address "
+            "(start a cluster with 'ray start --head')"
+        ) from None
+
+
 def reason(exc: BaseException) -> str:
     """One line naming why a task failed (the error inside Ray's wrapper, when there is one)."""
     cause = getattr(exc, "cause", None)
@@ -170,14 +174,39 @@ def reason(exc: BaseException) -> str:
     return f"{type(err).__name__}: {text[:300]}"
 
 
-class _Messages:
-    """A task's progress lines, sent back with its result (the driver prints them)."""
+class _Messages(logging.Handler):
+    """A task's progress lines and the library's warnings, sent back with its result: the
+    driver prints the lines and logs the warnings again (:func:`replay`), so a command shows
+    them as it does for a local run. Use as ``with say: ...`` around the task's work."""
 
     def __init__(self) -> None:
+        super().__init__(logging.WARNING)
         self.lines: list[str] = []
+        self.warnings: list[tuple[str, int, str]] = []
 
     def __call__(self, msg: str) -> None:
         self.lines.append(msg)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.warnings.append((record.name, record.levelno, record.getMessage()))
+
+    def __enter__(self) -> _Messages:
+        logging.getLogger("unlearnkit").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        logging.getLogger("unlearnkit").removeHandler(self)
+
+    def record(self) -> dict[str, list]:
+        return {"lines": self.lines, "warnings": self.warnings}
+
+
+def replay(log_record: dict[str, list], say: Callable[[str], None], tag: str = "") -> None:
+    """Print a task's lines (``tag`` first) and log its warnings again on the driver."""
+    for msg in log_record["lines"]:
+        say(tag + msg)
+    for name, level, msg in log_record["warnings"]:
+        logging.getLogger(name).log(level, "%s", msg)
 
 
 def warm_imports() -> None:
@@ -238,23 +267,23 @@ def _original_task(spec, task, rep, factory, bank_root, device, threads) -> byte
     """Replicate ``rep``'s original model (trained, or read from the bank)."""
     say = _Messages()
     spec, task, factory = unpack(spec), unpack(task), unpack(factory)
-    with limit_threads(threads):
+    with limit_threads(threads), say:
         refs, summary = _refs(spec, task, rep, factory, bank_root, device, say)
         model, meta = refs.original()
-    return pack({"model": model, "meta": meta, "trained": summary.trained, "log": say.lines})
+    return pack({"model": model, "meta": meta, "trained": summary.trained, "log": say.record()})
 
 
 def _references_task(spec, task, rep, factory, bank_root, device, threads, original) -> bytes:
     """Retrain of (scenario, replicate) and the signals and metrics every cell reads."""
     say = _Messages()
     spec, task, factory, original = unpack(spec), unpack(task), unpack(factory), unpack(original)
-    with limit_threads(threads):
+    with limit_threads(threads), say:
         refs, summary = _refs(spec, task, rep, factory, bank_root, device, say)
         refs._cache["original"] = (original["model"], original["meta"])
         refs.metrics("retrain")  # with the Retrain, teacher and original signals
         refs.signals("teacher")
         refs.signals("original")
-    return pack({"cache": refs._cache, "trained": summary.trained, "log": say.lines})
+    return pack({"cache": refs._cache, "trained": summary.trained, "log": say.record()})
 
 
 def _cell_task(spec, sc_name, task, rep, factory, bank_root, device, threads, refs_out, cell):
@@ -263,20 +292,16 @@ def _cell_task(spec, sc_name, task, rep, factory, bank_root, device, threads, re
 
     say = _Messages()
     spec, task, factory, refs_out = unpack(spec), unpack(task), unpack(factory), unpack(refs_out)
-    with limit_threads(threads):
+    with limit_threads(threads), say:
         refs, summary = _refs(spec, task, rep, factory, bank_root, device, say)
         refs._cache.update(refs_out["cache"])
         out = _Collect(summary)
         todo = {(sc_name, rep): refs}
         _run_replicate(spec, sc_name, task, rep, factory, refs.bank, out, say, device, [cell], todo)
-    return pack(
-        {
-            "rows": out.rows,
-            "failures": summary.failures,
-            "trained": summary.trained,
-            "log": [m for m in say.lines if not m.startswith(f"[{sc_name}] replicate")],
-        }
-    )
+    # the runner's "[scenario] replicate r: n cells to run" line: the driver said it already
+    say.lines = [m for m in say.lines if not m.startswith(f"[{sc_name}] replicate")]
+    rows = {"rows": out.rows, "failures": summary.failures, "trained": summary.trained}
+    return pack({**rows, "log": say.record()})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,162 +372,10 @@ class BenchExecutor:
                 else:
                     say(f"  FAILED {helpers[ref]}: {reason(exc)}")
                 continue
-            for msg in out["log"]:
-                say(msg)
+            replay(out["log"], say)
             summary.trained += out["trained"]
             if ref in cells:
                 sc_name, rep, cell = cells[ref]
                 for metrics, record in out["rows"]:
                     run.put(cell, sc_name, rep, metrics, record)
                 summary.failures.extend(out["failures"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Tuning
-
-
-def _tune_references(spec, sc_name, seeds, bank_dir, device, factory, threads) -> dict:
-    """Train (or find) the references of one scenario's validation protocol."""
-    from .tune import ValidationSetup
-
-    say = _Messages()
-    spec, factory = unpack(spec), unpack(factory)
-    with limit_threads(threads):
-        setup = ValidationSetup(
-            spec, sc_name, seeds=seeds, bank_dir=bank_dir, echo=say, device=device, factory=factory
-        )
-    return {"trained": setup.trained, "log": say.lines}
-
-
-def _tune_worker(spec, out_dir, kwargs, threads: int) -> dict[str, Any]:
-    """One worker of a shared search: the local tuner on the shared study store."""
-    from .tuning import run_tuning
-
-    say = _Messages()
-    with limit_threads(threads):
-        run_tuning(unpack(spec), out_dir, echo=say, **unpack(kwargs))
-    return {"pid": os.getpid(), "log": say.lines}
-
-
-def tune_on_ray(
-    spec: Any,
-    out_dir: str | Path,
-    *,
-    address: str | None,
-    workers: int | None,
-    max_retries: int = MAX_RETRIES,
-    echo: Callable[[str], None] | None = None,
-    **kwargs: Any,
-) -> list[Any]:
-    """``run_tuning`` with its trials run by ``workers`` Ray tasks sharing every study.
-
-    The driver checks the request and the folder, one task per scenario trains the
-    references into the bank (``bank_dir``: a folder every node sees), then the workers run
-    the local tuner on the one study store (``OUT/tune.db``, SQLite: a folder every node sees),
-    where Optuna hands each of them its own trials; a worker that dies leaves its trial to the
-    heartbeat check, which runs it again. The driver finally reads the studies (running any
-    trial still missing itself). ``workers`` defaults to the tasks the cluster fits at once.
-    """
-    from .tuning import run_tuning
-
-    backend = kwargs.pop("backend", "ray")
-    check_backend(backend, address)
-    if backend == "local":
-        raise ConfigError("Ray workers need --backend ray; drop --workers or add --backend ray")
-    say = echo or log.info
-    opts = RayOptions.for_spec(spec, address, max_retries)
-    opts.check_device(kwargs.get("device"))
-    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
-        raise ConfigError(f"workers must be a whole number >= 1, got {workers!r}")
-    plan, seeds, bank, factory = _tune_preflight(spec, out_dir, kwargs)
-    threads = spec.threads if spec.threads is not None else torch.get_num_threads()
-    with connect(opts.address) as ray:
-        if workers is None:
-            workers = _fits(ray, opts)
-        refs_r = ray.remote(_tune_references).options(**opts.task())
-        device = kwargs.get("device")
-        spec_ref, factory_ref = ray.put(pack(spec)), ray.put(pack(factory))
-        jobs = {
-            refs_r.remote(spec_ref, name, seeds, str(bank), device, factory_ref, threads): name
-            for name in dict.fromkeys(sc.name for sc, _ in plan)
-        }
-        failed = _gather(ray, jobs, say, "references of scenario")
-        if failed:
-            raise ConfigError(f"tuning references failed on Ray: {failed[0]}; fix it and rerun")
-        say(f"{workers} Ray worker(s) share the studies in {Path(out_dir) / 'tune.db'}")
-        worker_r = ray.remote(_tune_worker).options(**opts.task())
-        local = ray.put(pack({**kwargs, "backend": "local", "bank_dir": bank}))
-        jobs = {
-            worker_r.remote(spec_ref, str(out_dir), local, threads): f"{i + 1}"
-            for i in range(workers)
-        }
-        failed = _gather(ray, jobs, say, "ray worker")
-    if failed:
-        say(f"{len(failed)} tune worker(s) failed; the driver runs the trials still missing")
-    return run_tuning(spec, out_dir, echo=say, **{**kwargs, "backend": "local", "bank_dir": bank})
-
-
-def _tune_preflight(spec, out_dir, kwargs) -> tuple[list, tuple, Path, Any]:
-    """What ``run_tuning`` checks before any work (same errors), without training anything."""
-    from ..datasets import load
-    from ..methods import get_method
-    from .tune_space import resolve_search_space  # noqa: F401 - the identities resolve spaces
-    from .tune_store import (
-        check_folder,
-        open_storage,
-        quiet_optuna,
-        study_identity,
-        study_name,
-        tuning_context,
-    )
-    from .tuning import _check_request, _plan
-
-    seeds_n = kwargs.get("replicates")
-    _check_request(
-        kwargs.get("n_trials", 16),
-        kwargs.get("budget_s"),
-        seeds_n,
-        kwargs.get("seed", 0),
-        len(spec.seeds),
-    )
-    seeds = tuple(spec.seeds[:seeds_n] if seeds_n else spec.seeds)
-    plan = _plan(spec, kwargs.get("methods"), kwargs.get("scenarios"), lambda _m: None)
-    bundle = load(spec.dataset.name, **spec.dataset.options)
-    factory = spec.model.factory_for(bundle, kwargs.get("model_factory"))
-    context = tuning_context(spec, bundle, factory, seeds, kwargs.get("seed", 0))
-    given = {get_method(k).name: v for k, v in (kwargs.get("search_spaces") or {}).items()}
-    identities = {
-        study_name(m, sc.name): study_identity(spec, sc, m, given.get(m)) for sc, m in plan
-    }
-    out = Path(out_dir)
-    with quiet_optuna():
-        check_folder(open_storage(out), out, context, identities)
-    bank_dir = kwargs.get("bank_dir")
-    bank = Path(bank_dir) if bank_dir is not None else out / "bank"
-    return plan, seeds, bank.resolve(), factory
-
-
-def _fits(ray, opts: RayOptions) -> int:
-    """How many tasks of ``opts`` the cluster runs at once."""
-    res = ray.cluster_resources()
-    n = int(res.get("CPU", 1) // opts.cpus) if opts.cpus > 0 else 1 << 20
-    if opts.gpus > 0:
-        n = min(n, int(res.get("GPU", 0) // opts.gpus))
-    return max(1, n)
-
-
-def _gather(ray, jobs: dict[Any, str], say, what: str) -> list[str]:
-    """Wait for ``jobs``; print their messages; return the failures' reasons."""
-    failed, pending = [], list(jobs)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        try:
-            out = ray.get(done[0])
-        except Exception as exc:  # noqa: BLE001 - a task that failed its last try
-            failed.append(f"{what} {jobs[done[0]]}: {reason(exc)}")
-            say(f"  FAILED {failed[-1]}")
-            continue
-        tag = f"[{what} {jobs[done[0]]}] " if len(jobs) > 1 else ""
-        for msg in out["log"]:
-            say(tag + msg)
-    return failed

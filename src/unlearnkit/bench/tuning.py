@@ -359,7 +359,7 @@ def run_tuning(
             ``model.checkpoint``, if any, is still ``theta_o``.
         backend: ``"local"``, or ``"ray"``: ``workers`` Ray tasks (default: as many as the
             cluster at ``address`` runs at once) run the trials, sharing every study
-            (:func:`unlearnkit.bench.ray_backend.tune_on_ray`). Default: local, or the
+            (:func:`unlearnkit.bench.ray_tune.tune_on_ray`). Default: local, or the
             ``--backend`` of the ``unlearnkit tune`` command making this call.
         address: the Ray cluster (``auto``, ``HOST:PORT``; default: a new one on this machine).
         workers: Ray workers sharing the studies.
@@ -373,13 +373,13 @@ def run_tuning(
             holding another run's studies (:class:`~unlearnkit.bench.identity.RunIdentityError`).
         DataError: the dataset has no validation split, or ``tune.db`` is not a study store.
     """
-    call = dict(locals())  # this call's arguments (Ray workers run them: bench.ray_backend)
+    call = dict(locals())  # this call's arguments (Ray workers run them: bench.ray_tune)
     if backend is None:
-        from .ray_backend import default_backend
+        from .ray_tune import default_backend
 
         backend, address = default_backend(backend, address)
     if backend != "local" or address is not None or workers is not None:
-        from .ray_backend import tune_on_ray
+        from .ray_tune import tune_on_ray
 
         return tune_on_ray(**{**call, "backend": backend, "address": address})
     say = echo or log.info
