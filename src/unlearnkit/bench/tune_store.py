@@ -181,7 +181,7 @@ def open_storage(out_dir: str | Path, heartbeat_s: int | None = None) -> Any:
     for attempt in range(3):
         try:
             with quiet_optuna():
-                return RDBStorage(f"sqlite:///{path.resolve()}", **kw)
+                return _serialise_sqlite(RDBStorage(f"sqlite:///{path.resolve()}", **kw))
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds here
             why = " ".join(str(exc).split())
             # two processes creating the store at once: the later one finds tables the other
@@ -193,6 +193,31 @@ def open_storage(out_dir: str | Path, heartbeat_s: int | None = None) -> Any:
                 f"{path} is not a tuning study store ({why[:200]}); use another --out"
             ) from None
     raise AssertionError("unreachable")
+
+
+def _serialise_sqlite(storage: Any) -> Any:
+    """Make every transaction on ``storage`` take SQLite's write lock when it begins.
+
+    Optuna hands a queued trial to a process by reading it as waiting and then marking it
+    running; it asks for a row lock in between, which SQLite does not have, so two processes
+    sharing the file could both read "waiting" and run the same trial (trial 0 ran twice on
+    two Ray workers). With ``BEGIN IMMEDIATE`` the second reader waits for the first to commit
+    and then sees the trial running. New connections get the setting; the pool is emptied.
+    """
+    from sqlalchemy import event
+
+    engine = storage.engine
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN is replaced below
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
+    return storage
 
 
 def plain(obj: Any) -> Any:
