@@ -425,55 +425,13 @@ def _check_backend(backend: str, address: str | None) -> None:
     check_backend(backend, address)
 
 
-def _with_backend_options(command: Any) -> Any:
-    """``command`` with ``--backend`` and ``--address``: its library calls that name no backend
-    run on the one given (``unlearnkit tune``'s trials: :func:`run_tuning`)."""
-    import functools
-    import inspect
-    from typing import Annotated
-
-    sig = inspect.signature(command, eval_str=True)
-    extra = [
-        inspect.Parameter(
-            "backend",
-            inspect.Parameter.KEYWORD_ONLY,
-            default="local",
-            annotation=Annotated[str, typer.Option("--backend", help=_BACKEND_OPTION_HELP)],
-        ),
-        inspect.Parameter(
-            "address",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[str | None, typer.Option("--address", help=_ADDRESS_OPTION_HELP)],
-        ),
-    ]
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()]
-
-    @functools.wraps(command)
-    def with_backend(**kwargs: Any) -> Any:
-        from .bench.ray_tune import command_backend
-
-        backend, address = kwargs.pop("backend"), kwargs.pop("address")
-        try:
-            _check_backend(backend, address)
-        except UnlearnKitError as exc:
-            _fail(str(exc))
-        with command_backend(backend, address):
-            return command(**kwargs)
-
-    del with_backend.__wrapped__  # typer reads the signature below, not the command's
-    with_backend.__signature__ = sig.replace(parameters=params + extra)  # type: ignore[attr-defined]
-    with_backend.__annotations__ = {p.name: p.annotation for p in params + extra}
-    return with_backend
-
-
 def _register_forget() -> None:
     from .deletion.cli import forget_cmd
 
     app.command("forget")(forget_cmd)
     from .bench.tune_cli import tune_cmd
 
-    app.command("tune")(_with_backend_options(tune_cmd))
+    app.command("tune")(tune_cmd)
 
 
 _register_forget()

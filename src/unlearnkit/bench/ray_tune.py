@@ -4,17 +4,15 @@ its studies.
 The driver checks the request and the folder before any work. The references train as tasks
 into the bank; then K workers run the local tuner on the one Optuna store (``OUT/tune.db``),
 where Optuna hands each worker its own trials and a worker that dies leaves its trial to the
-heartbeat check, which runs it again. ``unlearnkit tune --backend ray`` reaches
-:func:`~unlearnkit.bench.tuning.run_tuning` through :func:`command_backend`.
+heartbeat check, which runs it again. ``unlearnkit tune --backend ray`` calls
+:func:`~unlearnkit.bench.tuning.run_tuning` with ``backend="ray"``, which hands the run here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,36 +33,9 @@ from .ray_backend import (
     warm_imports,
 )
 
-__all__ = ["command_backend", "default_backend", "tune_on_ray"]
+__all__ = ["tune_on_ray"]
 
 log = logging.getLogger(__name__)
-
-#: The backend an ``unlearnkit tune`` command asked for (``--backend``/``--address``), used by
-#: a ``run_tuning`` call that names none.
-_COMMAND_BACKEND: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
-    "unlearnkit_command_backend", default=None
-)
-
-
-@contextlib.contextmanager
-def command_backend(backend: str, address: str | None) -> Iterator[None]:
-    """Within the block, ``run_tuning`` calls that name no backend use this one."""
-    check_backend(backend, address)
-    token = _COMMAND_BACKEND.set((backend, address))
-    try:
-        yield
-    finally:
-        _COMMAND_BACKEND.reset(token)
-
-
-def default_backend(backend: str | None, address: str | None) -> tuple[str, str | None]:
-    """``(backend, address)``: the ones given, else the command's, else local."""
-    if backend is not None:
-        return backend, address
-    got = _COMMAND_BACKEND.get()
-    if got is None:
-        return "local", address
-    return got[0], address if address is not None else got[1]
 
 
 def _tune_references(spec, sc_name, rep, bank_dir, device, factory, threads, after) -> dict:

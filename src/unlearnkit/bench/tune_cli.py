@@ -1,5 +1,5 @@
-"""``unlearnkit tune``: tune a benchmark's method configs on its validation split (registered
-in ``cli.py``).
+"""``unlearnkit tune``: tune a benchmark's method configs on its validation split, locally or
+on Ray (registered in ``cli.py``).
 
 Exit codes: 0 done; 2 bad input (one line on stderr); 130 interrupted (finished trials are
 kept: the same command resumes).
@@ -100,11 +100,26 @@ def tune_cmd(
     device: Annotated[
         str | None, typer.Option(help="Where to train and run: auto, cpu, cuda, cuda:N or mps.")
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="local, or ray: Ray workers run the trials, sharing the studies (Ray comes "
+            "with the package's ray extra)."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --backend ray: the cluster, auto (the one 'ray start' runs here) or "
+            "HOST:PORT (default: a new one on this machine)."
+        ),
+    ] = None,
 ) -> None:
     """Tune method configs on the validation split (Optuna, resumable); write OUT/tuned.yaml
     (use it with 'unlearnkit bench SPEC --configs OUT/tuned.yaml') and OUT/tuning.md."""
     from ..checks import check_device
     from ..errors import UnlearnKitError
+    from .ray_backend import check_backend
     from .spec import default_spec, load_spec, with_run_settings
     from .tune_report import pruning_note, summary_table, write_outputs
     from .tuning import run_tuning
@@ -120,6 +135,7 @@ def tune_cmd(
         "--out": out,
     }
     try:
+        check_backend(backend, address)
         spec = load_spec(spec_path) if spec_path is not None else default_spec()
         if quick:
             spec = spec.quick()
@@ -138,6 +154,8 @@ def tune_cmd(
             bank_dir=bank,
             echo=_echo,
             device=check_device(spec.device),
+            backend=backend,
+            address=address,
         )
         md, ym = write_outputs(out, spec, results, _command(spec_path, options))
     except UnlearnKitError as exc:

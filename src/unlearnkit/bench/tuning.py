@@ -331,7 +331,7 @@ def run_tuning(
     heartbeat_s: int = HEARTBEAT_S,
     search_spaces: Mapping[str, Mapping[str, Dist]] | None = None,
     model_factory: Callable[[int], Any] | None = None,
-    backend: str | None = None,
+    backend: str = "local",
     address: str | None = None,
     workers: int | None = None,
 ) -> list[StudyResult]:
@@ -359,8 +359,7 @@ def run_tuning(
             ``model.checkpoint``, if any, is still ``theta_o``.
         backend: ``"local"``, or ``"ray"``: ``workers`` Ray tasks (default: as many as the
             cluster at ``address`` runs at once) run the trials, sharing every study
-            (:func:`unlearnkit.bench.ray_tune.tune_on_ray`). Default: local, or the
-            ``--backend`` of the ``unlearnkit tune`` command making this call.
+            (:func:`unlearnkit.bench.ray_tune.tune_on_ray`).
         address: the Ray cluster (``auto``, ``HOST:PORT``; default: a new one on this machine).
         workers: Ray workers sharing the studies.
 
@@ -374,10 +373,6 @@ def run_tuning(
         DataError: the dataset has no validation split, or ``tune.db`` is not a study store.
     """
     call = dict(locals())  # this call's arguments (Ray workers run them: bench.ray_tune)
-    if backend is None:
-        from .ray_tune import default_backend
-
-        backend, address = default_backend(backend, address)
     if backend != "local" or address is not None or workers is not None:
         from .ray_tune import tune_on_ray
 
