@@ -11,10 +11,11 @@ the Python function. Every run must
   itself without those rows (the gold standard the calibration never saw);
 * keep held-out accuracy within 3 points of the original's.
 
-Every run gives each candidate method the same 12 trials (``--trials 12``) with an ample time
-cap, so the outcome is the same on any machine; the time-budget-only form (``--budget-s 60``,
-whose outcome depends on the machine's speed and load) is measured by
-``benchmarks/forget_acceptance.py`` instead of being asserted here.
+Every run is the issue's form, ``--method auto --budget-s 60``: a wall-clock budget, so how many
+trials each candidate gets depends on the machine's speed and load. On this 2-core machine the
+screening round still runs 5-60 trials per candidate and the finalists 80-200, so the choice
+is far from starved; ``benchmarks/forget_acceptance.py`` measures the rate over many forget
+sets, and ``--trials N`` (tested in ``test_forget_e2e.py``) makes a run repeatable.
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ from ._forget_checks import check_outputs, users_model, wilson
 from .conftest import N_TRAIN
 from .usermodels import images, tabular
 
-BUDGET = "300"  # an upper bound: the trial cap ends each run first
-TRIALS = "12"
+BUDGET = "60"
+
+
+def _within_3_points(acc_new: float, acc_before: float) -> None:
+    """Held-out accuracy moved by at most 3 points (12 of 400 rows is exactly 3: allowed)."""
+    assert round(abs(acc_new - acc_before), 9) <= 0.03, f"{acc_before:.4f} -> {acc_new:.4f}"
 
 
 def _inside_retrains_interval(acc_new: float, acc_retrain: float, n: int) -> None:
@@ -49,7 +54,7 @@ def test_rows_from_a_csv_with_string_ids(user, monkeypatch):
     code, err = run_cli(
         "forget", "--model", "mymodels:TabNet", "--checkpoint", "model.pt",
         "--data", "train.csv", "--held-out", "held.csv", "--forget-ids", "forget.txt",
-        "--method", "auto", "--trials", TRIALS, "--budget-s", BUDGET, "--out", str(out), "--quiet",
+        "--method", "auto", "--budget-s", BUDGET, "--out", str(out), "--quiet",
     )  # fmt: skip
     assert code == 0, err
     ev = check_outputs(out, code, err)
@@ -60,7 +65,7 @@ def test_rows_from_a_csv_with_string_ids(user, monkeypatch):
     _inside_retrains_interval(
         tabular.accuracy(new, x[f], y[f]), tabular.accuracy(retrained, x[f], y[f]), len(f)
     )
-    assert abs(tabular.accuracy(new, xh, yh) - tabular.accuracy(old, xh, yh)) <= 0.03
+    _within_3_points(tabular.accuracy(new, xh, yh), tabular.accuracy(old, xh, yh))
     # the evidence identifies the request, the input and the output by their hashes
     assert ev["request"]["n_ids"] == len(f) and ev["request"]["ids_are"] == "IDs"
     wanted = sorted(f"cust-{i:05d}" for i in f)
@@ -82,7 +87,7 @@ def test_a_class_from_an_npz(user, monkeypatch):
     code, err = run_cli(
         "forget", "--model", "mymodels:TabNet", "--checkpoint", "model.pt",
         "--data", "train.npz", "--held-out", "held.npz", "--forget-class", "2",
-        "--method", "auto", "--trials", TRIALS, "--budget-s", BUDGET, "--out", str(out), "--quiet",
+        "--method", "auto", "--budget-s", BUDGET, "--out", str(out), "--quiet",
     )  # fmt: skip
     assert code == 0, err
     ev = check_outputs(out, code, err)
@@ -97,7 +102,7 @@ def test_a_class_from_an_npz(user, monkeypatch):
     # the other classes keep their accuracy; they may gain (their rows are no longer taken by
     # class 2, as for the retrained model), but may not lose more than 3 points
     other_before = tabular.accuracy(old, xh[~ch], yh[~ch])
-    assert tabular.accuracy(new, xh[~ch], yh[~ch]) >= other_before - 0.03
+    assert round(tabular.accuracy(new, xh[~ch], yh[~ch]) - other_before, 9) >= -0.03
     assert ev["request"] == {"kind": "class", "classes": ["2"], "n_rows": int(c.sum())}
 
 
@@ -118,7 +123,7 @@ def test_an_image_folder(tmp_path, monkeypatch):
     code, err = run_cli(
         "forget", "--model", "mycnn:TinyConv", "--checkpoint", "m.safetensors",
         "--data", "train", "--held-out", "held", "--forget-ids", "forget.txt",
-        "--method", "auto", "--trials", TRIALS, "--budget-s", BUDGET, "--out", "out", "--quiet",
+        "--method", "auto", "--budget-s", BUDGET, "--out", "out", "--quiet",
     )  # fmt: skip
     assert code == 0, err
     ev = check_outputs(tmp_path / "out", code, err)
@@ -131,7 +136,7 @@ def test_an_image_folder(tmp_path, monkeypatch):
     _inside_retrains_interval(acc[new], acc[retrained], len(f))
     xh, yh = images.load_folder(tmp_path / "held")
     held = {m: float((m(xh).argmax(1) == yh).float().mean()) for m in (new, model)}
-    assert abs(held[new] - held[model]) <= 0.03
+    _within_3_points(held[new], held[model])
 
 
 def test_the_python_function(user):
@@ -140,7 +145,7 @@ def test_the_python_function(user):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     res = uk.forget(
         model, data=(x, y), held_out=(xh, yh), forget_ids=f.tolist(), method="auto",
-        trials=int(TRIALS), budget_s=float(BUDGET), seed=0,
+        budget_s=float(BUDGET), seed=0,
     )  # fmt: skip
     assert res.passed, res.evidence["verdict"]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
@@ -151,7 +156,7 @@ def test_the_python_function(user):
     _inside_retrains_interval(
         tabular.accuracy(res.model, x[f], y[f]), tabular.accuracy(retrained, x[f], y[f]), len(f)
     )
-    assert abs(tabular.accuracy(res.model, xh, yh) - tabular.accuracy(model, xh, yh)) <= 0.03
+    _within_3_points(tabular.accuracy(res.model, xh, yh), tabular.accuracy(model, xh, yh))
     paths = res.save(user["dir"] / "acc-api")
     assert {p.name for p in paths.values()} >= {"model.safetensors", "evidence.json"}
     assert users_model(paths["model"]).state_dict().keys() == model.state_dict().keys()
