@@ -379,6 +379,10 @@ def audit(
     precision: str | None = typer.Option(None, "--precision", help=_PRECISION_OPTION_HELP),
     backend: str = typer.Option("local", "--backend", help=_BACKEND_OPTION_HELP),
     address: str | None = typer.Option(None, "--address", help=_ADDRESS_OPTION_HELP),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress; only the final summary."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also print which models train now and other detail."
+    ),
 ) -> None:
     """Run a strong audit (per-example epsilon, U-LiRA or RMIA) of a method beside the same
     audit of Retrain."""
@@ -396,20 +400,24 @@ def audit(
             config[key] = _yaml_value(key, raw)
         spec = load_spec(spec_path) if spec_path is not None else None
         spec, dev = _run_device(spec, device, precision)
-        result = run_audit(
-            method=method,
-            kind=kind,
-            n_models=models,
-            scenario=scenario,
-            config=config,
-            spec=spec,
-            out_dir=out,
-            echo=lambda m: typer.echo(m, err=True),
-            threads=threads,
-            device=dev,
-            backend=backend,
-            address=address,
-        )
+        from .progress import Progress
+
+        with Progress(desc="audit", unit="models", quiet=quiet, verbose=verbose) as display:
+            result = run_audit(
+                method=method,
+                kind=kind,
+                n_models=models,
+                scenario=scenario,
+                config=config,
+                spec=spec,
+                out_dir=out,
+                echo=display.note,
+                threads=threads,
+                device=dev,
+                backend=backend,
+                address=address,
+                progress=display,
+            )
         _refresh_report(out)
     except UnlearnKitError as exc:
         _fail(str(exc))

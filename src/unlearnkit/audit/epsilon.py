@@ -63,6 +63,13 @@ def _eval_all(audit: _Audit, models: list[nn.Module]) -> tuple[np.ndarray, np.nd
     )
 
 
+def work(audit: _Audit, need_method: bool, need_control: bool) -> int:
+    """Models :func:`compute` needs: N retrains, N more for the control, and the original
+    with N unlearning runs for the method."""
+    n = audit.n
+    return n + (n if need_control else 0) + (1 + n if need_method else 0)
+
+
 def compute(
     audit: _Audit, need_method: bool, need_control: bool
 ) -> tuple[Part | None, Part | None]:

@@ -287,7 +287,7 @@ class AuditExecutor:
         threads = torch.get_num_threads()  # the driver's setting, kept in every task
         root = str(Path(audit.bank.root).resolve())
         blob = copy.copy(audit)  # what a row task needs: no store, no lock, fresh counters
-        blob.store = blob.lock = blob.say = None
+        blob.store = blob.lock = blob.say = blob.progress = None  # the driver's own
         blob.bank = OracleBank(root)
         blob.timings = {k: 0.0 for k in audit.timings}
         blob.trained = blob.unlearning_runs = 0

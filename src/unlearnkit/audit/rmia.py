@@ -52,6 +52,12 @@ def _rmia_negatives(audit: _Audit) -> np.ndarray:
     return pos
 
 
+def work(audit: _Audit, need_method: bool, need_control: bool) -> int:
+    """Models :func:`compute` needs: N references and one retrain; the original and one
+    unlearning run for the method."""
+    return audit.n + 1 + (2 if need_method else 0)
+
+
 def compute(
     audit: _Audit, need_method: bool, need_control: bool
 ) -> tuple[Part | None, Part | None]:

@@ -68,6 +68,7 @@ def run_audit(
     backend: str = "local",
     address: str | None = None,
     max_retries: int = 2,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Audit ``method`` with a tier-C audit and the same audit of Retrain; store and return it.
 
@@ -100,6 +101,9 @@ def run_audit(
             Ray cluster at ``address`` (default: a new one on this machine), each retried up
             to ``max_retries`` times; the rows equal the local ones
             (:mod:`unlearnkit.audit.ray_backend`).
+        progress: a :class:`unlearnkit.progress.Progress`, told the models the audit needs
+            (trained, found in the bank, or unlearned) as each is ready; with Ray, when the
+            rows are done.
 
     Returns:
         A dict with ``kind``, ``method``, ``label``, ``access``, ``preset``, ``config``,
@@ -144,6 +148,7 @@ def run_audit(
         options=options,
         model_factory=model_factory,
     )
+    audit.progress = progress
     if threads is None:
         threads = getattr(audit.spec, "threads", None)
     try:
@@ -182,10 +187,15 @@ def _run(audit: _Audit, execute: Callable[..., Any] | None = None) -> dict[str, 
             f"{' and ' if row is None and crow is None else ''}"
             f"{'the Retrain control' if crow is None else ''} to compute)"
         )
+        total = kind.work(audit, row is None, crow is None)
+        if audit.progress is not None:
+            audit.progress.start(total)
         if execute is not None:  # another backend computes the missing rows
             m_part, c_part = execute(audit.kind, audit, row is None, crow is None)
         else:
             m_part, c_part = kind.compute(audit, row is None, crow is None)
+        if audit.progress is not None:
+            audit.progress.set(total, status="scored")
         if crow is None:
             c_metrics, c_record = c_part
             c_record = {**audit._record_base(), **c_record}

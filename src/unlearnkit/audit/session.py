@@ -114,6 +114,14 @@ class _Audit:
     _original: nn.Module | None = None
     #: trains missing bank models elsewhere, e.g. on Ray (:mod:`unlearnkit.audit.ray_backend`)
     bank_trainer: Callable[..., list[nn.Module]] | None = None
+    #: the command's display (:class:`unlearnkit.progress.Progress`): one unit per model the
+    #: audit needs, counted as it is trained, found in the bank, or unlearned
+    progress: Any = None
+
+    def tick(self, n: int = 1, status: str = "") -> None:
+        """``n`` more models of the audit's plan are ready."""
+        if self.progress is not None and n:
+            self.progress.update(n, status=status or None)
 
     @classmethod
     def create(
@@ -320,8 +328,11 @@ class _Audit:
         self, keys: list[str], datasets: list[DataView], seeds: list[int], metas: list[dict]
     ) -> list[nn.Module]:
         """Models from the bank; the missing ones are trained together and stored."""
+        role = metas[0]["role"] if metas else ""
         if self.bank_trainer is not None:
-            return self.bank_trainer(self, keys, datasets, seeds, metas)
+            got_all = self.bank_trainer(self, keys, datasets, seeds, metas)
+            self.tick(len(keys), f"{role} models")
+            return got_all
         models: list[nn.Module | None] = [None] * len(keys)
         misses = []
         for i, key in enumerate(keys):
@@ -330,8 +341,9 @@ class _Audit:
                 misses.append(i)
             else:
                 models[i] = self._load(got[0])
+        self.tick(len(keys) - len(misses), f"{role} models (from the bank)")
         if misses:
-            self.say(f"  training {len(misses)} of {len(keys)} {metas[misses[0]]['role']} models")
+            self.say(f"  training {len(misses)} of {len(keys)} {role} models")
         # In groups, each banked before the next starts: an interrupted audit keeps its work.
         step = min(_BANK_GROUP, self.chunk)
         for start in range(0, len(misses), step):
@@ -340,33 +352,35 @@ class _Audit:
             for i, model in zip(group, trained):
                 self.bank.put(keys[i], model, metas[i])
                 models[i] = model
+            self.tick(len(group), f"training {role} models")
         return models  # type: ignore[return-value]
 
     def original(self) -> nn.Module:
-        if self._original is None and isinstance(self.factory, CheckpointFactory):
-            fp = self.bundle.fingerprint
-            self._original = self._load(original_from_checkpoint(self.factory, fp, self.bank)[0])
         if self._original is None:
-            seed = seeds_for(self.rep)["seed_train"]
-
-            def fit() -> tuple[nn.Module, dict[str, Any]]:
-                self.say(f"  training the original model (seed {seed})")
-                with self._timed("training"):
-                    m = train(
-                        self.factory(seed),
-                        self.bundle.train,
-                        self.spec.recipe,
-                        seed=seed,
-                        device=self.device,
-                    )
-                self.trained += 1
-                return m, {"role": "original", "seed": seed}
-
-            model, _, _ = self.bank.get_or_train(
-                self._model_key("original", seed), lambda: self.factory(0), fit
-            )
-            self._original = self._load(model)
+            self._original = self._load(self._find_original())
+            self.tick(1, "the original model")
         return self._original
+
+    def _find_original(self) -> nn.Module:
+        """The audited original: from the user's checkpoint, the bank, or trained (banked)."""
+        if isinstance(self.factory, CheckpointFactory):
+            return original_from_checkpoint(self.factory, self.bundle.fingerprint, self.bank)[0]
+        seed = seeds_for(self.rep)["seed_train"]
+
+        def fit() -> tuple[nn.Module, dict[str, Any]]:
+            self.say(f"  training the original model (seed {seed})")
+            with self._timed("training"):
+                m = train(
+                    self.factory(seed), self.bundle.train, self.spec.recipe, seed=seed,
+                    device=self.device,
+                )  # fmt: skip
+            self.trained += 1
+            return m, {"role": "original", "seed": seed}
+
+        model, _, _ = self.bank.get_or_train(
+            self._model_key("original", seed), lambda: self.factory(0), fit
+        )
+        return model
 
     def retrains(self, role: str, seeds: list[int]) -> list[nn.Module]:
         """Retrains of the audited task's ``D_r`` (roles ``retrain`` / ``retrain_prime``)."""
@@ -408,6 +422,7 @@ class _Audit:
                 device=self.device,
             )
         self.unlearning_runs += 1
+        self.tick(1, f"unlearning run {self.unlearning_runs} of {self.label}")
         return outcome.model, outcome
 
     def logits(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):

@@ -63,6 +63,13 @@ def _split_task(audit: _Audit, sub: DatasetBundle, k: int, m: int) -> ForgetTask
     return forget_task(sub, "random", fraction=float(audit.opts["forget_fraction"]), seed=seed)
 
 
+def work(audit: _Audit, need_method: bool, need_control: bool) -> int:
+    """Models :func:`compute` needs: a retrain per (split, forget set) for the control; the N
+    shadows and an unlearning run per (split, forget set) for the method."""
+    runs = audit.n * int(audit.opts["forget_sets"])
+    return (runs if need_control else 0) + (audit.n + runs if need_method else 0)
+
+
 def compute(
     audit: _Audit, need_method: bool, need_control: bool
 ) -> tuple[Part | None, Part | None]:

@@ -95,6 +95,7 @@ def tune_on_ray(
     from .tuning import run_tuning
 
     backend = kwargs.pop("backend", "ray")
+    progress = kwargs.pop("progress", None)  # the driver's display: told by the last step
     check_backend(backend, address)
     if backend == "local":
         raise ConfigError("Ray workers need --backend ray; drop --workers or add --backend ray")
@@ -137,7 +138,13 @@ def tune_on_ray(
         failed = _gather(ray, jobs, say, "ray worker")
     if failed:
         say(f"{len(failed)} tune worker(s) failed; the driver runs the trials still missing")
-    return run_tuning(spec, out_dir, echo=say, **{**kwargs, "backend": "local", "bank_dir": bank})
+    return run_tuning(  # reads the studies back; runs any trial still missing
+        spec,
+        out_dir,
+        echo=say,
+        progress=progress,
+        **{**kwargs, "backend": "local", "bank_dir": bank},
+    )
 
 
 def _tune_preflight(spec, out_dir, kwargs, say) -> tuple[list, tuple, Path, Any]:

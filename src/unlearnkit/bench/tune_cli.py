@@ -114,11 +114,19 @@ def tune_cmd(
             "HOST:PORT (default: a new one on this machine)."
         ),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress; only the final table.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Also print every trial's score and config."),
+    ] = False,
 ) -> None:
     """Tune method configs on the validation split (Optuna, resumable); write OUT/tuned.yaml
     (use it with 'unlearnkit bench SPEC --configs OUT/tuned.yaml') and OUT/tuning.md."""
     from ..checks import check_device
     from ..errors import UnlearnKitError
+    from ..progress import Progress
     from .ray_backend import check_backend
     from .spec import default_spec, load_spec, with_run_settings
     from .tune_report import pruning_note, summary_table, write_outputs
@@ -142,21 +150,23 @@ def tune_cmd(
         if threads is not None:
             spec = dataclasses.replace(spec, threads=threads)
         spec = with_run_settings(spec, device=device)
-        results = run_tuning(
-            spec,
-            out,
-            methods=_names(methods, "--methods"),
-            scenarios=_names(scenarios, "--scenarios"),
-            n_trials=trials,
-            budget_s=budget_s,
-            replicates=seeds,
-            seed=seed,
-            bank_dir=bank,
-            echo=_echo,
-            device=check_device(spec.device),
-            backend=backend,
-            address=address,
-        )
+        with Progress(desc="tune", unit="trials", quiet=quiet, verbose=verbose) as display:
+            results = run_tuning(
+                spec,
+                out,
+                methods=_names(methods, "--methods"),
+                scenarios=_names(scenarios, "--scenarios"),
+                n_trials=trials,
+                budget_s=budget_s,
+                replicates=seeds,
+                seed=seed,
+                bank_dir=bank,
+                echo=display.note,
+                device=check_device(spec.device),
+                backend=backend,
+                address=address,
+                progress=display,
+            )
         md, ym = write_outputs(out, spec, results, _command(spec_path, options))
     except UnlearnKitError as exc:
         _fail(str(exc))

@@ -41,6 +41,7 @@ from ..deletion.calibrate import optuna_distribution
 from ..errors import ConfigError
 from ..methods import get_method
 from ..methods.base import Dist
+from ..threads import limit_threads
 from .spec import BenchSpec, ScenarioSpec
 from .tune import Evaluation, ValidationSetup, find_scenario
 from .tune_space import (
@@ -118,6 +119,8 @@ class _Study:
         self.setup: ValidationSetup | None = None
         self.current: int | None = None
         self.seed = 0
+        #: told the study's finished trials after each one (the run's progress display)
+        self.on_trials: Callable[[int], None] = lambda done: None
 
     def _dist(self, key: str, drawn: dict[str, Any]) -> Any:
         dist = conditional_dist(self.method, key, drawn) or self.space[key]
@@ -199,12 +202,15 @@ class _Study:
         while True:
             done, running, waiting, out_of_time = _progress(self.study, budget_s)
             if done >= n_trials or out_of_time:
+                self.on_trials(n_trials)  # finished: all of its share of the run is done
                 return
+            self.on_trials(done)
             if done + running >= n_trials and not waiting:
                 # The last trials run in another process, or died with theirs: wait until they
                 # finish or the heartbeat check marks them failed and queues them again.
                 if waited >= 5 * heartbeat_s:
                     self.say(f"{self.tag} {running} trial(s) still running elsewhere; moving on")
+                    self.on_trials(n_trials)
                     return
                 time.sleep(heartbeat_s)
                 waited += heartbeat_s
@@ -334,6 +340,7 @@ def run_tuning(
     backend: str = "local",
     address: str | None = None,
     workers: int | None = None,
+    progress: Any = None,
 ) -> list[StudyResult]:
     """Tune every method on every scenario (one study each) into ``out_dir/tune.db``.
 
@@ -362,6 +369,9 @@ def run_tuning(
             (:func:`unlearnkit.bench.ray_tune.tune_on_ray`).
         address: the Ray cluster (``auto``, ``HOST:PORT``; default: a new one on this machine).
         workers: Ray workers sharing the studies.
+        progress: a :class:`unlearnkit.progress.Progress`, told the run's trials (every study's
+            share: ``n_trials``, or 1 for an empty space) and each finished one. With Ray it is
+            told once the workers are done.
 
     Returns:
         Every study stored in ``out_dir`` (:func:`read_studies`).
@@ -373,10 +383,11 @@ def run_tuning(
         DataError: the dataset has no validation split, or ``tune.db`` is not a study store.
     """
     call = dict(locals())  # this call's arguments (Ray workers run them: bench.ray_tune)
+    del call["progress"]  # the driver's display: never sent to a worker
     if backend != "local" or address is not None or workers is not None:
         from .ray_tune import tune_on_ray
 
-        return tune_on_ray(**{**call, "backend": backend, "address": address})
+        return tune_on_ray(**{**call, "backend": backend, "address": address}, progress=progress)
     say = echo or log.info
     _check_request(n_trials, budget_s, replicates, seed, len(spec.seeds))
     seeds = tuple(spec.seeds[:replicates] if replicates else spec.seeds)
@@ -392,13 +403,20 @@ def run_tuning(
     out = Path(out_dir)
     bank = Path(bank_dir) if bank_dir is not None else out / "bank"
     attrs = {"context": context, "spec_name": spec.name}
-    threads_before = torch.get_num_threads()
+    share = {study_name(m, sc.name): n_trials if spaces[m] else 1 for sc, m in plan}
+    counted: dict[str, int] = {}
+
+    def count(name: str, done: int, status: str = "") -> None:
+        counted[name] = min(done, share[name])
+        if progress is not None:
+            progress.set(sum(counted.values()), status=status or None)
+
+    if progress is not None:
+        progress.start(sum(share.values()))
     with quiet_optuna() as optuna:
         storage = open_storage(out, heartbeat_s)
         check_folder(storage, out, context, identities)  # nothing written before this
-        if spec.threads is not None:
-            torch.set_num_threads(spec.threads)
-        try:
+        with limit_threads(spec.threads):  # torch, BLAS and OpenMP alike; restored after
             for sc_name in dict.fromkeys(sc.name for sc, _ in plan):
                 todo = {}
                 for sc, method in [(sc, m) for sc, m in plan if sc.name == sc_name]:
@@ -409,9 +427,14 @@ def run_tuning(
                     runner = _Study(optuna, study, spec, sc, method, spaces[method], say)
                     runner.enqueue_default()  # at once: a second process then sees it
                     done, _, _, out_of_time = _progress(study, budget_s)
-                    if done >= (n_trials if spaces[method] else 1) or out_of_time:
+                    if done >= share[name] or out_of_time:
                         say(f"[{method}/{sc_name}] done: {done} trials stored")
+                        count(name, share[name])
                     else:
+                        count(name, done)
+                        runner.on_trials = lambda k, n=name, st=f"{method} on {sc_name}": count(
+                            n, k, st
+                        )
                         todo[method] = runner
                 if not todo:
                     continue
@@ -431,6 +454,4 @@ def run_tuning(
                         runner.study.set_user_attr("reference", setup.reference())
                         runner.study.set_user_attr("noop", setup.noop())
                     runner.run(setup, n_trials, budget_s, seed, heartbeat_s)
-        finally:
-            torch.set_num_threads(threads_before)
         return read_studies(out, spec, given, storage)

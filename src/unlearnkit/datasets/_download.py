@@ -236,13 +236,14 @@ def assemble_bundle(
     fine_test: np.ndarray | None = None,
     fine_names: tuple[str, ...] | None = None,
     info: dict[str, Any] | None = None,
+    augment: Any = None,
 ) -> DatasetBundle:
     """Build a bundle from a dataset's official splits of uint8 ``(N, C, H, W)`` images.
 
     The first ``limit_train``/``limit_test`` samples of each official split are kept; the
     validation split is carved from the (kept) official training set, stratified by label (by
     the fine label when there is one) and seeded; the official test set is the test split.
-    Inputs are ``raw / 255`` as float32.
+    Inputs are ``raw / 255`` as float32; ``augment`` is the bundle's training augmentation.
     """
     n_train_official, n_test_official = len(y_train), len(y_test)
     if limit_train is not None:
@@ -297,6 +298,7 @@ def assemble_bundle(
             "limit_test": limit_test,
         },
         flip_invariant=flip_invariant,
+        augment=augment,
         class_names=class_names,
         fine_names=fine_names,
     )

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ._augment import CropFlip
 from ._bundle import DatasetBundle
 from ._download import assemble_bundle, check_split_args, download_file, extract_tar, resolve_root
 
@@ -244,6 +245,12 @@ def _check_labels(labels: str) -> None:
         )
 
 
+def _augmentation(augment: object) -> CropFlip | None:
+    if not isinstance(augment, bool):
+        raise DataError(f"augment must be true or false, got {augment!r}")
+    return CropFlip(padding=4, flip=True) if augment else None
+
+
 # --- public loaders -----------------------------------------------------------------------------
 
 
@@ -255,12 +262,15 @@ def load_cifar10(
     val_fraction: float = 0.1,
     limit_train: int | None = None,
     limit_test: int | None = None,
+    augment: bool = False,
 ) -> DatasetBundle:
     """Load CIFAR-10 from the official python batches in ``root``.
 
     The validation split is carved from the official 50,000 training images (stratified by
     label, seeded); the official 10,000 test images are the test split. Inputs are ``raw / 255``
-    with shape ``(3, 32, 32)`` (RGB); ``flip_invariant`` is true; no augmentation.
+    with shape ``(3, 32, 32)`` (RGB); ``flip_invariant`` is true. With ``augment=True`` the
+    bundle trains with the papers' augmentation (:class:`~._augment.CropFlip`: a random crop
+    of the image padded by 4 black pixels, then a horizontal flip with probability 1/2).
 
     Args:
         root: directory holding ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz``.
@@ -272,12 +282,14 @@ def load_cifar10(
         limit_train: keep only the first N official training samples (before the validation
             split is carved), or ``None`` for all.
         limit_test: keep only the first N official test samples, or ``None`` for all.
+        augment: train with random crops (padding 4) and horizontal flips.
 
     Raises:
         DataError: missing files (names them, the directory and the fix), a corrupt, truncated
             or unsafe file or archive, a failed download, or a bad argument.
     """
     check_split_args(val_fraction, limit_train, limit_test)
+    aug = _augmentation(augment)
     root_path = resolve_root(root)
     spec = _SPECS["cifar10"]
     folder = _locate(spec, root_path, download)
@@ -300,6 +312,7 @@ def load_cifar10(
         limit_test=limit_test,
         flip_invariant=True,
         info={"source": "CIFAR-10 python batches", "dir": str(folder)},
+        augment=aug,
     )
 
 
@@ -312,6 +325,7 @@ def load_cifar100(
     val_fraction: float = 0.1,
     limit_train: int | None = None,
     limit_test: int | None = None,
+    augment: bool = False,
 ) -> DatasetBundle:
     """Load CIFAR-100 from the official python files in ``root``.
 
@@ -331,6 +345,7 @@ def load_cifar100(
         val_fraction: fraction of the official training set held out for validation.
         limit_train: keep only the first N official training samples, or ``None``.
         limit_test: keep only the first N official test samples, or ``None``.
+        augment: train with random crops (padding 4) and horizontal flips, as for CIFAR-10.
 
     Raises:
         DataError: an unknown ``labels`` value, missing files, a corrupt, truncated or unsafe
@@ -338,6 +353,7 @@ def load_cifar100(
     """
     _check_labels(labels)
     check_split_args(val_fraction, limit_train, limit_test)
+    aug = _augmentation(augment)
     root_path = resolve_root(root)
     spec = _SPECS["cifar100"]
     folder = _locate(spec, root_path, download)
@@ -376,4 +392,5 @@ def load_cifar100(
         fine_test=y_test["fine_labels"] if coarse else None,
         fine_names=fine_names if coarse else None,
         info={"source": "CIFAR-100 python files", "dir": str(folder), "labels": labels},
+        augment=aug,
     )
