@@ -29,8 +29,10 @@ def _roc_metrics(report: dict[str, Any], n_models: int) -> dict[str, float]:
     return out
 
 
+_ROC_KEYS = ("n_pos", "n_neg", "auc", "balanced_acc", "tpr_at_fpr_0", "underpowered", "levels")
+
+
 def _roc_record(report: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: report[k]
-        for k in ("n_pos", "n_neg", "auc", "balanced_acc", "tpr_at_fpr_0", "underpowered", "levels")
-    }
+    """What an audit row keeps of a :func:`~unlearnkit.metrics.functional.roc.low_fpr_report`:
+    the summary, the low-FPR levels and the thinned curve (``curve``: FPR and TPR lists)."""
+    return {k: report[k] for k in (*_ROC_KEYS, "curve") if k in report}

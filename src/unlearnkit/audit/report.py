@@ -172,14 +172,12 @@ def _figures(kind: str, r: CellRow, ctrl: CellRow | None) -> list[Block]:
     if rocs:
         out.append(
             Figure(
-                lambda m=rocs: figures.roc_points(
-                    m, f"{_SHORT[kind]}: low-FPR operating points, {r.scenario}"
-                ),
-                alt=f"ROC operating points of {r.label} and its Retrain control (log-log)",
-                caption="Log-log ROC axes with the operating points the audit keeps (TPR at FPR "
-                "1 % and 0.1 %, with Clopper–Pearson intervals; x is the realised FPR). The "
-                "stored rows keep these points, not the full ROC curve. Open markers: a TPR or "
-                "FPR of 0, drawn on the axis edge.",
+                lambda m=rocs: figures.roc_points(m, f"{_SHORT[kind]}: ROC, {r.scenario}"),
+                alt=f"ROC curves of {r.label} and its Retrain control (log-log)",
+                caption="Log-log ROC curves (staircases through the operating points read at "
+                "16 FPR budgets per decade, down to one negative) and the low-FPR operating "
+                "points (TPR at FPR 1 % and 0.1 %, with Clopper–Pearson intervals; x is the "
+                "realised FPR). Open markers: a TPR or FPR of 0, drawn on the axis edge.",
             )
         )
     return out
@@ -192,7 +190,7 @@ def audit_blocks(store: ResultStore) -> list[Block]:
     audit of Retrain (its control row), and a footer gives N, the negatives, their number and
     the Clopper–Pearson level. In HTML, each method also gets plots of what its rows keep:
     per-example ε (epsilon) or vulnerability (U-LiRA) histograms beside its control, and the
-    low-FPR operating points on log-log ROC axes (U-LiRA, RMIA).
+    ROC curves with the low-FPR operating points, log-log (U-LiRA, RMIA).
     """
     rows = list(store.rows("audit"))
     if not rows:

@@ -153,10 +153,12 @@ def histograms(
 
 
 def roc_points(models: dict[str, dict[str, Any]], title: str) -> Any:
-    """Log-log ROC axes with each model's stored operating points and their intervals.
+    """Log-log ROC curves with each model's stored operating points and their intervals.
 
-    ``models``: name -> ``{"levels": [{"alpha", "fpr", "tpr", "tpr_ci"}], "n_pos", "n_neg"}``
-    as the audit rows keep them. Points at TPR or FPR 0 sit on the axis edge (open markers).
+    ``models``: name -> ``{"levels": [{"alpha", "fpr", "tpr", "tpr_ci"}], "n_pos", "n_neg",
+    "curve": {"fpr": [...], "tpr": [...]}}`` as the audit rows keep them (rows stored before
+    the curve was kept have only the points). Curves are drawn as staircases; points at TPR or
+    FPR 0 sit on the axis edge (open markers).
     """
     if not any(m.get("levels") for m in models.values()):
         return None
@@ -170,6 +172,12 @@ def roc_points(models: dict[str, dict[str, Any]], title: str) -> Any:
         ax.text(a * 1.15, 0.5, name, fontsize=7, rotation=90, color="#777", va="center",
                 transform=ax.get_xaxis_transform())  # fmt: skip
     for (name, m), colour in zip(models.items(), _PALETTE):
+        curve = m.get("curve") or {}
+        if curve.get("fpr"):
+            xs = np.maximum(np.asarray(curve["fpr"], dtype=float), lo)
+            ys = np.maximum(np.asarray(curve["tpr"], dtype=float), lo)
+            ax.plot(np.append(xs, 1.0), np.append(ys, ys[-1] if ys[-1] >= 1.0 else 1.0),
+                    drawstyle="steps-post", color=colour, lw=1.3, alpha=0.8)  # fmt: skip
         for i, lv in enumerate(m.get("levels", [])):
             fpr, tpr = float(lv["fpr"]), float(lv["tpr"])
             ci = lv.get("tpr_ci") or (tpr, tpr)

@@ -15,6 +15,7 @@ from unlearnkit.metrics.functional.roc import (
     low_fpr_report,
     retrain_comparison,
     roc,
+    roc_staircase,
     tpr_at_fpr,
 )
 
@@ -115,3 +116,39 @@ def test_retrain_comparison_identical_attacks_give_zero_deltas():
     assert out["delta_auc"] == 0.0
     assert out["delta_tpr_at_fpr_0.01"] == 0.0 and out["delta_tpr_at_fpr_0.001"] == 0.0
     assert out["auc_u"] == pytest.approx(auc(pos, neg))
+
+
+def test_roc_staircase_golden():
+    # Full ROC: TPR 0.75 at FPR 0 (threshold 0.7), then flat to FPR 0.75, where 0.3 lifts it
+    # to 1. Read at every budget, only the two corners remain.
+    curve = roc(MEMBERS, NON_MEMBERS)
+    st = roc_staircase(curve["fpr"], curve["tpr"], n_neg=4)
+    assert st == {"fpr": [0.0, 0.75], "tpr": [0.75, 1.0]}
+    assert low_fpr_report(MEMBERS, NON_MEMBERS)["curve"] == st
+
+
+def test_roc_staircase_reads_like_tpr_at_fpr_on_its_grid():
+    rng = np.random.default_rng(3)
+    pos, neg = rng.normal(0.4, 1.0, 300), rng.normal(0.0, 1.0, 5000)
+    curve = roc(pos, neg)
+    st = roc_staircase(curve["fpr"], curve["tpr"], n_neg=neg.size, per_decade=8)
+    fs, ts = np.array(st["fpr"]), np.array(st["tpr"])
+    assert np.all(np.diff(fs) > 0) and np.all(np.diff(ts) >= 0)
+    # Bounded size: one point per budget at most (8 per decade over log10(5000) decades, + 0).
+    assert len(fs) <= int(np.ceil(np.log10(5000) * 8)) + 2 < curve["fpr"].size
+    for b in [0.0, *np.logspace(-np.log10(5000), 0, int(np.ceil(np.log10(5000) * 8)) + 1)]:
+        ok = fs <= b
+        thinned = ts[ok].max() if ok.any() else 0.0
+        assert thinned == pytest.approx(tpr_at_fpr(pos, neg, b), abs=1e-12)
+    # Every kept point is a point of the full curve.
+    full = set(zip(curve["fpr"].tolist(), curve["tpr"].tolist()))
+    assert set(zip(st["fpr"], st["tpr"])) <= full
+
+
+def test_roc_staircase_errors():
+    with pytest.raises(DataError):
+        roc_staircase([0.0, 1.0], [1.0], n_neg=2)
+    with pytest.raises(DataError):
+        roc_staircase([0.0, 1.0], [0.0, 1.0], n_neg=0)
+    with pytest.raises(ConfigError):
+        roc_staircase([0.0, 1.0], [0.0, 1.0], n_neg=2, per_decade=0)

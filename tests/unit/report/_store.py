@@ -125,7 +125,12 @@ def build(path: Path, *, diverged: bool = True, proxy: bool = True) -> Path:
         {
             "audit": "rmia",
             "control_key": ctrl.key,
-            "roc": {"levels": levels, "n_pos": 40, "n_neg": 400},
+            "roc": {
+                "levels": levels,
+                "n_pos": 40,
+                "n_neg": 400,
+                "curve": {"fpr": [0.0, 0.01, 0.1, 1.0], "tpr": [0.05, 0.2, 0.5, 1.0]},
+            },
         },
     )
     eps_ctrl = put(

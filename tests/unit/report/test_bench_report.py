@@ -93,7 +93,7 @@ def test_every_plot_is_drawn_inline(page):
         assert f"UA, RA, TA and MIA-Eff per method against Retrain, scenario {sc}" in alts
         assert f"Avg. Gap of finetune over its sweep grid in scenario {sc}" in alts
     assert "histogram of per-example ε: finetune ε and its Retrain control" in alts
-    assert "ROC operating points of finetune and its Retrain control (log-log)" in alts
+    assert "ROC curves of finetune and its Retrain control (log-log)" in alts
     assert any(a.startswith("Avg. Gap to Retrain of default, calibrated") for a in alts)
     # the epsilon audit keeps no ROC points: no ROC plot is made up for it
     assert len(alts) == 9 and not any("ROC" in a and "ε" in a for a in alts)

@@ -24,8 +24,12 @@ __all__ = [
     "low_fpr_report",
     "retrain_comparison",
     "roc",
+    "roc_staircase",
     "tpr_at_fpr",
 ]
+
+#: FPR budgets per decade kept by :func:`roc_staircase` (the stored curve of an audit row).
+CURVE_PER_DECADE = 16
 
 _LEGACY = (None, "lira")
 
@@ -145,6 +149,55 @@ def tpr_at_fpr(
     return 0.0 if i is None else float(curve["tpr"][i])
 
 
+def roc_staircase(
+    fpr: ArrayLike, tpr: ArrayLike, n_neg: int, *, per_decade: int = CURVE_PER_DECADE
+) -> dict[str, list[float]]:
+    """Thin a ROC curve to the operating points read on a log grid of FPR budgets.
+
+    For each budget ``b`` on a grid from ``1/n_neg`` (the smallest non-zero FPR the negatives
+    can show) to 1 with ``per_decade`` points per decade, plus ``b = 0``, the point kept is the
+    one :func:`tpr_at_fpr` reads at ``b``: the highest TPR with realised FPR ≤ ``b``, at its
+    realised FPR. Repeated points are kept once, so the result is a monotone staircase of at
+    most a few dozen points whatever the number of scores: what an audit row stores to draw its
+    log-log ROC, and exact at every budget on the grid (the TPR at FPR ``b`` read from the
+    staircase equals the full curve's).
+
+    Args:
+        fpr: the curve's false-positive rates (non-decreasing, as :func:`roc` returns them).
+        tpr: its true-positive rates.
+        n_neg: the number of negatives behind the curve.
+        per_decade: grid points per decade of FPR.
+
+    Returns:
+        ``{"fpr": [...], "tpr": [...]}``, lists of floats of equal length, both non-decreasing.
+
+    Raises:
+        DataError: if the arrays differ in length or are empty, or ``n_neg`` < 1.
+        ConfigError: if ``per_decade`` < 1.
+    """
+    fpr = np.asarray(fpr, dtype=np.float64).ravel()
+    tpr = np.asarray(tpr, dtype=np.float64).ravel()
+    if fpr.size == 0 or fpr.size != tpr.size:
+        raise DataError(f"need equal, non-empty fpr and tpr; got {fpr.size} and {tpr.size}")
+    if int(n_neg) < 1:
+        raise DataError(f"n_neg must be at least 1; got {n_neg}")
+    if int(per_decade) < 1:
+        raise ConfigError(f"per_decade must be at least 1; got {per_decade}")
+    decades = np.log10(float(n_neg))
+    grid = np.logspace(-decades, 0.0, max(int(np.ceil(decades * per_decade)), 1) + 1)
+    out_f: list[float] = []
+    out_t: list[float] = []
+    for b in np.concatenate([[0.0], grid]):
+        i = _point_at(fpr, tpr, float(b), None)
+        if i is None:
+            continue
+        f, t = float(fpr[i]), float(tpr[i])
+        if not out_f or (f, t) != (out_f[-1], out_t[-1]):
+            out_f.append(f)
+            out_t.append(t)
+    return {"fpr": out_f, "tpr": out_t}
+
+
 def balanced_accuracy_max(scores_pos: ArrayLike, scores_neg: ArrayLike) -> float:
     """Return the best balanced accuracy ``max_t [1 − (FPR + FNR)/2]`` over all thresholds.
 
@@ -222,7 +275,8 @@ def low_fpr_report(
         ``underpowered`` (True if any level is) and ``levels``: one dict per α with keys
         ``alpha``, ``tpr``, ``tpr_ci`` (lo, hi), ``k_pos``, ``fpr`` (realised), ``fpr_ci``,
         ``k_neg``, ``threshold`` (member iff score ≥ threshold; +inf when nothing is flagged) and
-        ``underpowered``.
+        ``underpowered``; and ``curve``, the ROC thinned by :func:`roc_staircase` (what a stored
+        row keeps to draw it).
 
     Raises:
         DataError: if a side is empty or a score is NaN.
@@ -264,6 +318,7 @@ def low_fpr_report(
         "tpr_at_fpr_0": 0.0 if i0 is None else float(tpr[i0]),
         "underpowered": any(lv["underpowered"] for lv in levels),
         "levels": levels,
+        "curve": roc_staircase(fpr, tpr, n_neg),
     }
 
 
