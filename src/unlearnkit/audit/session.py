@@ -24,7 +24,8 @@ from torch import nn
 from ..api import run_unlearning
 from ..bench.identity import digest, slot_of, spec_context
 from ..bench.lock import RunLock
-from ..bench.runner import original_from_checkpoint, provenance, seeds_for
+from ..bench.refs import original_from_checkpoint
+from ..bench.runner import provenance, seeds_for
 from ..bench.scenarios import scenario_task
 from ..bench.spec import BenchSpec, ScenarioSpec, default_spec
 from ..bench.store import CellRow, ResultStore

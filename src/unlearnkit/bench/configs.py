@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..methods import get_method
-from ..methods.base import build_dataclass
+from ..methods.config import build_dataclass
 from .identity import describe_differences
 from .spec import BenchSpec, ScenarioSpec, read_yaml
 

@@ -38,7 +38,8 @@ from ..methods import get_method
 from ..metrics.suite import evaluate
 from .identity import digest, spec_context
 from .lock import RunLock
-from .runner import RunSummary, _Refs, seeds_for
+from .refs import _Refs, seeds_for
+from .runner import RunSummary
 from .scenarios import scenario_task
 from .spec import BenchSpec
 

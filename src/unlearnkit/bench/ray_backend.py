@@ -255,7 +255,8 @@ class _Collect:
 
 def _refs(spec, task, rep, factory, bank_root, device, say):
     from ..audit.bank import OracleBank
-    from .runner import RunSummary, _Refs
+    from .refs import _Refs
+    from .runner import RunSummary
 
     warm_imports()
 

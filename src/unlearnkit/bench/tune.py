@@ -48,7 +48,8 @@ from ..metrics.functional.gaps import AVG_GAP_PRESETS, avg_gap
 from ..metrics.suite import model_signals, tier_a
 from ..models import ModelFactory
 from ..tasks import ForgetTask, forget_task
-from .runner import RunSummary, _Refs, seeds_for
+from .refs import _Refs, seeds_for
+from .runner import RunSummary
 from .scenarios import hardness_scores, scenario_task
 from .spec import BenchSpec, ScenarioSpec
 from .tune_space import current_config  # re-exported: scripts import it from here

@@ -29,7 +29,7 @@ def _recipe(path: Path | None):
     if path is None:
         return None
     from ..bench.spec import read_yaml
-    from ..methods.base import build_dataclass
+    from ..methods.config import build_dataclass
     from ..training import TrainRecipe
 
     data = read_yaml(path, "--recipe")

@@ -28,7 +28,6 @@ from ._registry import MethodSpec, describe_method, get_method, list_methods, re
 from .base import (
     ACCESS_LEVELS,
     AccessSpec,
-    BaseConfig,
     Dist,
     MethodResult,
     RunContext,
@@ -37,6 +36,7 @@ from .base import (
     loguniform,
     uniform,
 )
+from .config import BaseConfig
 
 __all__ = [
     "ACCESS_LEVELS",

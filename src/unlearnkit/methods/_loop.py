@@ -11,7 +11,8 @@ from torch import nn
 
 from ..data import BatchLoader, DataView, cycle
 from ..optim import build_optimizer, build_scheduler
-from .base import BaseConfig, RunContext
+from .base import RunContext
+from .config import BaseConfig
 
 __all__ = [
     "GRAD_CHUNK_MB",

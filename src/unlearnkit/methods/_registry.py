@@ -17,7 +17,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError
-from .base import AccessSpec, BaseConfig, Dist
+from .base import AccessSpec, Dist
+from .config import BaseConfig
 
 __all__ = [
     "MethodSpec",

@@ -14,7 +14,8 @@ from ..errors import AccessError, ConfigError
 from ..optim import OptimizerSpec
 from ._loop import epochs, make_optimizer, make_scheduler, set_train_mode, steps
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, int_range, loguniform, uniform
+from .base import AccessSpec, RunContext, int_range, loguniform, uniform
+from .config import BaseConfig
 
 __all__ = ["BadTeacherConfig", "bad_teacher", "bad_teacher_loss", "draw_retain_subset"]
 

@@ -14,7 +14,8 @@ from ..errors import ConfigError
 from ..optim import OptimizerSpec
 from ._loop import epochs, make_optimizer, make_scheduler, set_train_mode, steps
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, int_range, loguniform
+from .base import AccessSpec, RunContext, int_range, loguniform
+from .config import BaseConfig
 
 __all__ = ["BoundaryExpandingConfig", "boundary_expanding", "find_head", "widen_head"]
 

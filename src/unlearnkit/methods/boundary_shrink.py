@@ -14,7 +14,8 @@ from ..errors import ConfigError, DataError
 from ..optim import OptimizerSpec
 from ._loop import epochs, make_optimizer, make_scheduler, set_train_mode, steps
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, choice, int_range, loguniform
+from .base import AccessSpec, RunContext, choice, int_range, loguniform
+from .config import BaseConfig
 
 __all__ = ["BoundaryShrinkConfig", "boundary_shrink", "fgsm_neighbours"]
 

@@ -10,7 +10,8 @@ from ..data import DataViews
 from ..optim import OptimizerSpec
 from ._loop import supervised_epochs
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, int_range, loguniform
+from .base import AccessSpec, RunContext, int_range, loguniform
+from .config import BaseConfig
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from ..data import DataViews
 from ..errors import AccessError, ConfigError, DataError
 from ._loop import full_precision, grad_chunk_size
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, loguniform
+from .base import AccessSpec, RunContext, loguniform
+from .config import BaseConfig
 
 __all__ = [
     "FISHER_EPS",

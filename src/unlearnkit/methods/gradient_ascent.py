@@ -11,7 +11,8 @@ from ..data import DataViews
 from ..optim import OptimizerSpec
 from ._loop import epochs, make_optimizer, make_scheduler, set_train_mode, steps
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, int_range, loguniform
+from .base import AccessSpec, RunContext, int_range, loguniform
+from .config import BaseConfig
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from ..data import DataView, DataViews
 from ..errors import ConfigError, DataError
 from ._loop import full_precision, grad_chunk_size
 from ._registry import register_method
-from .base import RECORD_IF_SET, AccessSpec, BaseConfig, RunContext, loguniform
+from .base import AccessSpec, RunContext, loguniform
+from .config import RECORD_IF_SET, BaseConfig
 
 __all__ = [
     "InfluenceConfig",

@@ -13,7 +13,8 @@ from ..errors import ConfigError, DataError
 from ..optim import OptimizerSpec
 from ._loop import supervised_epochs
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, int_range, loguniform
+from .base import AccessSpec, RunContext, int_range, loguniform
+from .config import BaseConfig
 
 __all__ = ["L1SparseConfig", "l1_norm", "l1_schedule", "l1_sparse"]
 

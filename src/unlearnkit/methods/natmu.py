@@ -45,7 +45,8 @@ from ._natmu_partners import (
     rebalance_targets,
 )
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, choice, int_range, loguniform, uniform
+from .base import AccessSpec, RunContext, choice, int_range, loguniform, uniform
+from .config import BaseConfig
 
 __all__ = [
     "CLASS_SEARCH_SPACE",

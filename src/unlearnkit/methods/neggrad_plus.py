@@ -15,7 +15,8 @@ from ..errors import ConfigError, DataError
 from ..optim import OptimizerSpec
 from ._loop import epochs, make_optimizer, make_scheduler, paired_batches, set_train_mode
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, choice, int_range, loguniform, uniform
+from .base import AccessSpec, RunContext, choice, int_range, loguniform, uniform
+from .config import BaseConfig
 
 __all__ = ["NegGradPlusConfig", "l2_to_anchor", "neggrad_plus"]
 

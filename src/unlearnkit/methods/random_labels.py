@@ -19,7 +19,8 @@ from ..errors import AccessError, ConfigError, DataError
 from ..optim import OptimizerSpec
 from ._loop import epochs, make_optimizer, make_scheduler, set_train_mode, steps
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, int_range, loguniform
+from .base import AccessSpec, RunContext, int_range, loguniform
+from .config import BaseConfig
 
 __all__ = [
     "LABEL_RULES",

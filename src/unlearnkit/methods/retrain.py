@@ -10,7 +10,8 @@ from ..data import DataViews
 from ..errors import AccessError, ConfigError
 from ..training import TrainingDiverged, train
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext
+from .base import AccessSpec, RunContext
+from .config import BaseConfig
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from ..errors import AccessError, ConfigError, DataError
 from ..optim import OptimizerSpec
 from ._loop import full_precision, make_optimizer
 from ._registry import register_method
-from .base import RECORD_IF_SET, AccessSpec, RunContext, int_range, loguniform, uniform
+from .base import AccessSpec, RunContext, int_range, loguniform, uniform
+from .config import RECORD_IF_SET
 from .random_labels import RandomLabelsConfig, train_with_random_labels
 
 __all__ = ["SalUnConfig", "masked_update_hooks", "saliency_mask", "salun"]

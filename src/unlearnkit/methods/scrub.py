@@ -15,7 +15,8 @@ from ..errors import AccessError, ConfigError, DataError
 from ..optim import OptimizerSpec
 from ._loop import epochs, make_optimizer, set_train_mode, steps
 from ._registry import register_method
-from .base import AccessSpec, BaseConfig, RunContext, int_range, loguniform, uniform
+from .base import AccessSpec, RunContext, int_range, loguniform, uniform
+from .config import BaseConfig
 
 __all__ = [
     "ScrubConfig",

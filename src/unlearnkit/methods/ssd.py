@@ -15,7 +15,8 @@ from ..datasets._bundle import tensor_digest
 from ..errors import AccessError, ConfigError, DataError
 from ._loop import full_precision
 from ._registry import register_method
-from .base import RECORD_IF_SET, AccessSpec, BaseConfig, RunContext, loguniform
+from .base import AccessSpec, RunContext, loguniform
+from .config import RECORD_IF_SET, BaseConfig
 
 __all__ = [
     "IMPORTANCE_ORDERS",

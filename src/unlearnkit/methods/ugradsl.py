@@ -49,16 +49,8 @@ from ._ugradsl_loss import (
     gls_loss,
     gls_targets,
 )
-from .base import (
-    AccessSpec,
-    BaseConfig,
-    Dist,
-    RunContext,
-    choice,
-    int_range,
-    loguniform,
-    uniform,
-)
+from .base import AccessSpec, Dist, RunContext, choice, int_range, loguniform, uniform
+from .config import BaseConfig
 
 __all__ = [
     "ADAPTIVE_DIRECTIONS",
