@@ -282,7 +282,7 @@ class _Audit:
         }
 
     def _model_key(self, role: str, seed: int) -> str:
-        # The benchmark runner's key (bench.runner._Refs), so its models are shared.
+        # The benchmark runner's key (bench.refs._Refs), so its models are shared.
         return bank_key(
             role=role,
             dataset=self.bundle.fingerprint,
