@@ -3,7 +3,7 @@
 ``n_models`` shadow models are trained on complementary halves of the pool P (see
 :mod:`~unlearnkit.audit.plan`), ``M`` forget sets are drawn per split (default 10, fraction
 0.1), giving ``n_models·M`` unlearning runs, scored by
-:func:`~unlearnkit.metrics.functional.lira.ulira_score`. The Retrain control replaces each
+:func:`~unlearnkit.metrics.functional.ulira.ulira_score`. The Retrain control replaces each
 unlearning run by a Retrain on ``D^k \\ S^{k,m}`` (the estimation floor at this bank size).
 
 U-LiRA audits every point of P; its negatives are the (point, model) pairs whose point is
@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from ..datasets import DatasetBundle, Split
-from ..metrics.functional.lira import Role, ulira_score
+from ..metrics.functional.lira import Role
 from ..metrics.functional.phi import logit_scaled_confidence
+from ..metrics.functional.ulira import ulira_score
 from ..tasks import ForgetTask, forget_task
 from .bank import bank_key
 from .plan import _SHADOW_SEED, ALPHAS, CI_ALPHA, _digest, _split_members

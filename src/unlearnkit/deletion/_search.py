@@ -18,7 +18,8 @@ from torch import nn
 from ..api import run_unlearning
 from ..errors import ConfigError, DataError
 from ..methods import get_method
-from .calibrate import log, optuna_distribution, proxy_score
+from .calibrate import log, optuna_distribution
+from .scoring import proxy_score
 
 _MAX_ERRORS = 3  # consecutive exceptions after which a method's search stops
 _MAX_INFEASIBLE = 12  # consecutive infeasible points before a method's search stops

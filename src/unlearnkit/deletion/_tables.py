@@ -17,16 +17,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .inputs import (
-    _FLOAT,
-    _INT,
-    LoadedData,
-    _check_unique,
-    _encode_labels,
-    _finish,
-    _positions,
-    log,
-)
+from .ids import _check_unique, _positions
+from .inputs import _FLOAT, _INT, LoadedData, _encode_labels, _finish, log
 from .model_io import few, one_line
 
 # Spellings of "no value" that tools write into numeric columns.

@@ -31,7 +31,8 @@ from ..methods import get_method
 from ..tasks import ForgetTask, forget_task
 from . import calibrate as cal
 from . import chain
-from .inputs import LoadedData, read_data, resolve_ids
+from .ids import resolve_ids
+from .inputs import LoadedData, read_data
 from .model_io import save_model, sha256_ids
 
 __all__ = ["ForgetResult", "forget", "judge"]

@@ -20,9 +20,8 @@ from unlearnkit.metrics.functional.lira import (
     lira_offline,
     lira_online,
     lira_vs_retrain,
-    ulira_posterior_legacy,
-    ulira_score,
 )
+from unlearnkit.metrics.functional.ulira import ulira_posterior_legacy, ulira_score
 
 PHI_HALF = norm.cdf(0.5)  # 0.6915: accuracy of the threshold 0 between N(1, 1) and N(0, 1)
 AUC_UNIT = norm.cdf(1 / math.sqrt(2))  # 0.7602: AUC of N(1, 1) against N(0, 1)
