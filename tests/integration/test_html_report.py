@@ -1,10 +1,12 @@
-"""``report.html`` of a quick benchmark, opened in headless Chromium: it draws and logs nothing.
+"""``report.html`` of a benchmark, an ε audit and a ``forget`` run, opened in headless Chromium:
+each draws its text and plots and logs nothing to the console.
 
 Needs a ``chromium`` binary (Debian: ``apt-get install -y chromium``); skipped only without one.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +19,7 @@ from typer.testing import CliRunner
 
 from unlearnkit.cli import app
 
+from .._helpers import run_cli
 from ..unit.audit_runner._tiny import TINY
 
 BROWSER = next(
@@ -78,9 +81,52 @@ def test_bench_report_html_renders_in_chromium(tmp_path: Path) -> None:
     _, console = _open(bad, tmp_path)
     assert any("Uncaught" in line for line in console), console
 
-    img, console = _open(page, tmp_path)
+    _check_drawn(page, tmp_path)
+
+
+def _check_drawn(page: Path, tmp: Path) -> None:
+    """The page opens without console lines and its screenshot holds text and plots."""
+    img, console = _open(page, tmp)
     assert console == []  # no script errors, no resource that failed to load
     assert img.shape == (2400, 1280)
     top, plots = img[:600], img[600:]
     assert top.std() > 20 and plots.std() > 20  # text and plots drawn, not a blank page
     assert (img < 100).mean() > 0.005  # dark text/lines are there
+
+
+def _alts(page: Path) -> list[str]:
+    return re.findall(r'<img alt="([^"]+)"', page.read_text(encoding="utf-8"))
+
+
+def test_epsilon_audit_report_html_renders_in_chromium(tmp_path: Path) -> None:
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump({**TINY, "name": "html-audit"}))
+    out = tmp_path / "audit"
+    got = CliRunner().invoke(
+        app,
+        ["audit", "--spec", str(spec_file), "--method", "finetune", "--kind", "epsilon",
+         "--models", "4", "--set", "epochs=1", "--out", str(out), "--quiet"],
+    )  # fmt: skip
+    assert got.exit_code == 0, got.output
+    page = out / "report.html"
+    assert "histogram of per-example ε: finetune[epochs=1] and its Retrain control" in _alts(page)
+    html = page.read_text(encoding="utf-8")
+    # an audit-only folder is described by the audit itself: title, data set and model
+    assert "unlearnkit audit report: html-audit" in html
+    assert "dataset: synthetic (train 120" in html and '"hidden": [16]' in html
+    _check_drawn(page, tmp_path)
+
+
+def test_forget_report_html_renders_in_chromium(user, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(user["dir"])
+    out = tmp_path / "forget"
+    code, err = run_cli(
+        "forget", "--model", "mymodels:TabNet", "--checkpoint", "model.pt",
+        "--data", "train.csv", "--held-out", "held.csv", "--forget-ids", "forget.txt",
+        "--method", "finetune", "--trials", "2", "--budget-s", "60", "--out", str(out),
+        "--quiet",
+    )  # fmt: skip
+    assert code in (0, 3), err  # 3: the verdict did not pass; the report is written either way
+    page = out / "report.html"
+    assert "forget vs held-out loss histograms" in _alts(page)
+    _check_drawn(page, tmp_path)

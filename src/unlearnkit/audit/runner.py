@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..bench.runner import provenance, spec_record
 from ..bench.spec import BenchSpec, default_spec
 from ..checks import check_device
 from ..errors import ConfigError
@@ -149,6 +150,7 @@ def run_audit(
         model_factory=model_factory,
     )
     audit.progress = progress
+    audit.model_given = model_factory is not None
     if threads is None:
         threads = getattr(audit.spec, "threads", None)
     try:
@@ -162,6 +164,18 @@ def run_audit(
     t["other"] = max(0.0, total - t["training"] - t["unlearning"] - t["scoring"])
     result["timings"] = dict(t)
     return result
+
+
+def _run_meta(audit: _Audit) -> dict[str, Any]:
+    """The spec, data set and provenance the report prints, for a folder no benchmark has
+    described yet (a benchmark's own record, of the same context, is kept)."""
+    if audit.store.get_meta("spec") is not None:
+        return {}
+    return {
+        "spec": spec_record(audit.spec, audit.factory, audit.model_given),
+        "dataset": audit.bundle.describe(),
+        "provenance": provenance(),
+    }
 
 
 def _run(audit: _Audit, execute: Callable[..., Any] | None = None) -> dict[str, Any]:
@@ -178,7 +192,7 @@ def _run(audit: _Audit, execute: Callable[..., Any] | None = None) -> dict[str, 
         control_key=control_key,
     )
     audit.store.admit(audit.context, dict(audit._identity(c) for c in (False, True)))
-    audit.store.begin(audit.context)
+    audit.store.begin(audit.context, **_run_meta(audit))
     row, crow = audit._find(key), audit._find(control_key)
     if row is None or crow is None:
         audit.say(

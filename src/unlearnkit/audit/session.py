@@ -118,6 +118,7 @@ class _Audit:
     #: the command's display (:class:`unlearnkit.progress.Progress`): one unit per model the
     #: audit needs, counted as it is trained, found in the bank, or unlearned
     progress: Any = None
+    model_given: bool = False  # built by a model_factory= rather than the spec's model
 
     def tick(self, n: int = 1, status: str = "") -> None:
         """``n`` more models of the audit's plan are ready."""

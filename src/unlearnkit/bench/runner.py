@@ -40,7 +40,14 @@ from .scenarios import scenario_task
 from .spec import BenchSpec, MethodEntry, ScenarioSpec
 from .store import CellRow, ResultStore
 
-__all__ = ["METRICS_VERSION", "RunSummary", "provenance", "run_benchmark", "seeds_for"]
+__all__ = [
+    "METRICS_VERSION",
+    "RunSummary",
+    "provenance",
+    "run_benchmark",
+    "seeds_for",
+    "spec_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +180,7 @@ def _run(
         # The run has started: only now is anything about it written.
         store.begin(
             context,
-            spec=_spec_record(spec, factory, model_factory is not None),
+            spec=spec_record(spec, factory, model_factory is not None),
             dataset=bundle.describe(),
             provenance=provenance(),
             configs=configs,
@@ -202,7 +209,9 @@ def _run(
     return summary
 
 
-def _spec_record(spec: BenchSpec, factory: Any, given: bool) -> dict[str, Any]:
+def spec_record(spec: BenchSpec, factory: Any, given: bool) -> dict[str, Any]:
+    """The spec as a results folder records it (for the report's provenance): every field,
+    the method entries resolved, and the model as built (``given``: a ``model_factory=``)."""
     d = dataclasses.asdict(spec)
     d["methods"] = [dataclasses.asdict(e) for e in spec.method_entries()]
     # the model as built: the spec's, or the model_factory= given instead

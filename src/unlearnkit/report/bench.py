@@ -165,7 +165,8 @@ def bench_document(store: ResultStore) -> Document:
     """The whole benchmark report of ``store`` (both formats render from it)."""
     records = aggregate(store)
     spec = store.get_meta("spec", {}) or {}
-    doc = Document(f"unlearnkit benchmark report: {spec.get('name', '?')}")
+    what = "audit" if not records and any(True for _ in store.rows("audit")) else "benchmark"
+    doc = Document(f"unlearnkit {what} report: {spec.get('name', '?')}")
     if store.legacy:
         doc.add(Note(LEGACY_NOTE, kind="warn"))
     if any(r.get("diverged") for r in records):
