@@ -30,6 +30,7 @@ from itertools import pairwise
 
 import numpy as np
 import torch
+from _mnist_shaped import mnist_shaped
 
 import unlearnkit as uk
 from unlearnkit.metrics.functional.mia import mia_svc
@@ -63,17 +64,7 @@ class Size:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.bundle = uk.datasets.load(
-            "synthetic",
-            n_train=n,
-            n_val=0,
-            n_test=n // 6,
-            num_classes=10,
-            input_shape=(1, 28, 28),
-            separation=0.15,
-            label_noise=0.05,
-            seed=0,
-        )
+        self.bundle = mnist_shaped(n, label_noise=0.05)
         self.task = uk.forget_task(self.bundle, scenario="random", fraction=0.1, seed=0)
         self.factory = uk.models.ModelFactory.for_bundle("mlp", self.bundle)
         self.original = uk.train(self.factory(0), self.bundle.train, RECIPE, seed=0)

@@ -30,6 +30,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _mnist_shaped import mnist_shaped
 
 import unlearnkit as uk
 from unlearnkit.methods import RunContext
@@ -147,16 +148,7 @@ def main() -> None:
 
 def measure(args: argparse.Namespace, methods: list[str]) -> None:
     """Build the data and models, run every comparison and print the summary."""
-    bundle = uk.datasets.load(
-        "synthetic",
-        n_train=args.n_train,
-        n_val=0,
-        n_test=args.n_train // 6,
-        num_classes=10,
-        input_shape=(1, 28, 28),
-        separation=0.15,
-        seed=0,
-    )
+    bundle = mnist_shaped(args.n_train)
     task = uk.forget_task(bundle, scenario="random", fraction=0.1, seed=0)
     print(
         f"synthetic 1x28x28, 10 classes, n_train={args.n_train}, batch {args.batch_size}, "

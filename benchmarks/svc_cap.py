@@ -24,6 +24,7 @@ import statistics
 import time
 
 import numpy as np
+from _mnist_shaped import mnist_shaped
 
 import unlearnkit as uk
 from unlearnkit.metrics.functional.mia import mia_svc
@@ -50,17 +51,7 @@ def main() -> None:
 
 def run(n_train: int, caps: list[int | None], seeds: int, epochs: int) -> None:
     load0 = os.getloadavg()[0]
-    bundle = uk.datasets.load(
-        "synthetic",
-        n_train=n_train,
-        n_val=0,
-        n_test=n_train // 6,
-        num_classes=10,
-        input_shape=(1, 28, 28),
-        separation=0.15,
-        label_noise=0.05,
-        seed=0,
-    )
+    bundle = mnist_shaped(n_train, label_noise=0.05)
     task = uk.forget_task(bundle, scenario="random", fraction=0.1, seed=0)
     factory = uk.models.ModelFactory.for_bundle("mlp", bundle)
     recipe = uk.TrainRecipe(epochs=epochs, batch_size=128, lr=0.05)

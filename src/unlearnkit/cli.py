@@ -433,7 +433,8 @@ def _check_backend(backend: str, address: str | None) -> None:
     check_backend(backend, address)
 
 
-def _register_forget() -> None:
+def _register_commands() -> None:
+    """The commands that live in their own modules (forget, tune)."""
     from .deletion.cli import forget_cmd
 
     app.command("forget")(forget_cmd)
@@ -442,7 +443,7 @@ def _register_forget() -> None:
     app.command("tune")(tune_cmd)
 
 
-_register_forget()
+_register_commands()
 
 
 def _refresh_report(out: Path) -> None:
