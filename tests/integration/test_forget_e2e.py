@@ -148,7 +148,17 @@ def test_ctrl_c_keeps_the_calibration_and_the_same_command_resumes(user, monkeyp
     # The budget is far longer than the test waits: on a loaded machine, where two trials can
     # take a minute, the search is still running when Ctrl-C comes.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(args, cwd=d, env=env, stderr=subprocess.PIPE, text=True)
+    # A test run started in the background of a script inherits SIGINT ignored, and Python
+    # turns SIGINT into KeyboardInterrupt only where it is not ignored: give the command the
+    # default disposition a user's terminal gives it.
+    proc = subprocess.Popen(
+        args,
+        cwd=d,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     db = d / "out-int" / "calibration.db"
     deadline = time.time() + 300
     while _finished_trials(db) < 2 and time.time() < deadline and proc.poll() is None:
@@ -156,7 +166,11 @@ def test_ctrl_c_keeps_the_calibration_and_the_same_command_resumes(user, monkeyp
     assert proc.poll() is None, proc.communicate()[1]
     assert _finished_trials(db) >= 2, "no two trials finished in 300 s"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=180)
+    try:
+        _, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # never leave the search running after the test
+        raise
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err.strip().splitlines()[-1]
     assert db.exists() and not (d / "out-int" / "evidence.json").exists()
