@@ -133,7 +133,7 @@ def tensor_digest(*tensors: torch.Tensor | np.ndarray | LazyImages, extra: Any =
         a = np.ascontiguousarray(a)
         h.update(str(a.dtype).encode())
         h.update(str(a.shape).encode())
-        h.update(a.tobytes())
+        h.update(a.reshape(-1).view(np.uint8))  # the array's own bytes, without a copy
     if extra is not None:
         h.update(repr(extra).encode())
     return h.hexdigest()[:16]
