@@ -77,3 +77,25 @@ def test_benchmark_report_includes_the_audit_section(audited):
     with ResultStore(out / "results.db") as store:
         md = render_markdown(store)
     assert "## Audits" in md and "↳ Retrain (control)" in md
+
+
+def test_an_audit_only_folder_describes_itself(audited, tiny_spec):
+    """No benchmark ran here: the audits record the spec, data set and software the report's
+    provenance prints, and the report is titled an audit report."""
+    from unlearnkit.report.bench import bench_document
+
+    out, _ = audited
+    with ResultStore(out / "results.db") as store:
+        assert store.get_meta("spec")["name"] == tiny_spec.name
+        assert store.get_meta("dataset")["name"] == "synthetic"
+        assert "torch" in store.get_meta("provenance")
+        assert bench_document(store).title == f"unlearnkit audit report: {tiny_spec.name}"
+
+
+def test_ulira_and_rmia_rows_keep_their_roc_curve(audited):
+    _, results = audited
+    for kind in ("ulira", "rmia"):
+        for rec in (results[kind]["record"], results[kind]["retrain_record"]):
+            curve = rec["roc"]["curve"]
+            assert curve["fpr"] and len(curve["fpr"]) == len(curve["tpr"])
+            assert curve["fpr"] == sorted(curve["fpr"]) and curve["tpr"] == sorted(curve["tpr"])
