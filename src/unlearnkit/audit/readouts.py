@@ -35,4 +35,7 @@ _ROC_KEYS = ("n_pos", "n_neg", "auc", "balanced_acc", "tpr_at_fpr_0", "underpowe
 def _roc_record(report: dict[str, Any]) -> dict[str, Any]:
     """What an audit row keeps of a :func:`~unlearnkit.metrics.functional.roc.low_fpr_report`:
     the summary, the low-FPR levels and the thinned curve (``curve``: FPR and TPR lists)."""
-    return {k: report[k] for k in (*_ROC_KEYS, "curve") if k in report}
+    out = {k: report[k] for k in _ROC_KEYS}
+    if "curve" in report:
+        out["curve"] = report["curve"]
+    return out

@@ -176,8 +176,9 @@ def roc_points(models: dict[str, dict[str, Any]], title: str) -> Any:
         if curve.get("fpr"):
             xs = np.maximum(np.asarray(curve["fpr"], dtype=float), lo)
             ys = np.maximum(np.asarray(curve["tpr"], dtype=float), lo)
-            ax.plot(np.append(xs, 1.0), np.append(ys, ys[-1] if ys[-1] >= 1.0 else 1.0),
-                    drawstyle="steps-post", color=colour, lw=1.3, alpha=0.8)  # fmt: skip
+            # every ROC ends at (1, 1): close the staircase there
+            ax.plot(np.append(xs, 1.0), np.append(ys, 1.0), drawstyle="steps-post",
+                    color=colour, lw=1.3, alpha=0.8)  # fmt: skip
         for i, lv in enumerate(m.get("levels", [])):
             fpr, tpr = float(lv["fpr"]), float(lv["tpr"])
             ci = lv.get("tpr_ci") or (tpr, tpr)
