@@ -13,12 +13,18 @@ half of the models and "out" for the other half. Only ``D_tr`` is read (never ``
 ``D_te``). The models are trained with :func:`unlearnkit.audit.ensemble.train_ensemble` when the
 architecture allows it (tens of digits MLPs take seconds), one at a time otherwise.
 
+Data read from disk (the ``image_folder`` dataset) are never loaded whole: the halves are lists
+of files, each model trains on its own (batch by batch, as :func:`unlearnkit.train` reads such
+data), and correctness is scored in one pass over the images in which every decoded batch is
+scored by all the models.
+
 >>> scores = memorisation_scores(bundle, factory, recipe, models=32)
 >>> task = uk.forget_task(bundle, "random", fraction=0.1, hardness=scores)   # the top 10 %
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data import BatchLoader
 from .datasets import DatasetBundle
+from .datasets._lazy import LazyImages, is_lazy, take_rows
 from .errors import ConfigError, DataError
 from .training import TrainRecipe, train
 
@@ -34,6 +42,9 @@ __all__ = ["half_splits", "memorisation_from", "memorisation_scores"]
 
 #: Training seeds of the memorisation models start here (apart from the benchmark's own).
 SEED_BASE = 50_000
+_SCORE_BATCH = 2048  # rows per batch of the correctness pass (in memory)
+
+log = logging.getLogger(__name__)
 
 
 def half_splits(n: int, models: int, seed: int) -> np.ndarray:
@@ -53,13 +64,23 @@ def half_splits(n: int, models: int, seed: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, dev: torch.device) -> np.ndarray:
-    model.eval()
-    out = []
-    for start in range(0, len(x), 2048):
-        logits = model(x[start : start + 2048].to(dev))
-        out.append((logits.argmax(1).cpu() == y[start : start + 2048]).numpy())
-    return np.concatenate(out)
+def _correct(
+    models: list[nn.Module], x: torch.Tensor | LazyImages, y: torch.Tensor, dev: torch.device
+) -> np.ndarray:
+    """``(models, n)``: whether each model classifies each row right, in one pass over ``x``.
+
+    Each batch is scored by every model before the next is taken, so inputs read from disk
+    are decoded once (in batches of at most ``x.eval_batch_size`` rows), not once per model.
+    In-memory inputs are cut into the same 2048-row slices as always.
+    """
+    step = min(_SCORE_BATCH, x.eval_batch_size) if is_lazy(x) else _SCORE_BATCH
+    for model in models:
+        model.eval()
+    out: list[list[np.ndarray]] = [[] for _ in models]
+    for xb, yb in BatchLoader(x, y, step, device=dev):
+        for model, rows in zip(models, out):
+            rows.append((model(xb).argmax(1) == yb).cpu().numpy())
+    return np.stack([np.concatenate(rows) for rows in out])
 
 
 def memorisation_scores(
@@ -87,18 +108,25 @@ def memorisation_scores(
         ``float64`` array of ``len(bundle.train)`` scores in ``[-1, 1]``; higher = more
         memorised.
     """
-    from .audit.ensemble import check_ensemble_compatible, train_ensemble, usable_cpus
+    from .audit.ensemble import (
+        check_ensemble_compatible,
+        check_in_memory,
+        train_ensemble,
+        usable_cpus,
+    )
 
     x, y = bundle.train.x, bundle.train.y
     member = half_splits(len(y), models, seed)
     index = [torch.from_numpy(np.flatnonzero(row)) for row in member]
-    datasets = [(x[i], y[i]) for i in index]
+    datasets = [(take_rows(x, i), y[i]) for i in index]  # read from disk: files only, no read
     seeds = [SEED_BASE + seed * models + i for i in range(models)]
     try:
+        check_in_memory(x)
         check_ensemble_compatible([factory(seeds[0])], x[:2], seeds[0])
         # the stacked trainer runs in fp32 only: mixed-precision recipes train one at a time
         stacked = recipe.precision == "fp32"
-    except ConfigError:  # e.g. BatchNorm: train one at a time
+    except ConfigError as exc:  # e.g. BatchNorm: train one at a time
+        log.info("memorisation models train one at a time: %s", exc)
         stacked = False
     if stacked:
         trained = train_ensemble(
@@ -109,8 +137,7 @@ def memorisation_scores(
             train(factory(s), d, recipe, seed=s, device=device) for d, s in zip(datasets, seeds)
         ]
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    correct = np.stack([_correct(m, x, y, dev) for m in trained])
-    return memorisation_from(correct, member)
+    return memorisation_from(_correct(trained, x, y, dev), member)
 
 
 def memorisation_from(correct: np.ndarray, member: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from unlearnkit.bench.spec import spec_from_dict
 from unlearnkit.bench.store import open_existing
 
 from .._helpers import run_cli
+from .._image_folders import make_folder
 from ..unit.audit_runner._tiny import FT, TINY, ULIRA_OPTIONS, N
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
@@ -228,6 +229,32 @@ def test_audit_equals_local(cluster, tmp_path, kind, options):
         assert _differences(local[part], ray_[part]) == [], part
     again = run_audit(out_dir=tmp_path / "ray", backend="ray", **args)
     assert again["reused"] and again["trained"] == 0
+
+
+@needs_ray
+@pytest.mark.parametrize(
+    "kind, options", [("epsilon", None), ("rmia", None), ("ulira", ULIRA_OPTIONS)]
+)
+def test_audit_of_images_read_from_disk_equals_local(cluster, tmp_path, kind, options):
+    # The tasks get the data as file lists (LazyImages pickle as their file names) and read
+    # the images themselves, batch by batch: the folder must be where every node sees it.
+    from unlearnkit.bench.ray_backend import pack, unpack
+    from unlearnkit.datasets import load
+    from unlearnkit.datasets._lazy import LazyImages
+
+    root = make_folder(tmp_path / "imgs", n_train=24, n_test=12)
+    folder = {"root": str(root), "val_fraction": 0.25}
+    spec = spec_from_dict({**TINY, "threads": 1, "dataset": {"name": "image_folder", **folder}})
+    bundle = load("image_folder", **folder)
+    shipped = unpack(pack(bundle))
+    assert isinstance(shipped.train.x, LazyImages) and shipped.fingerprint == bundle.fingerprint
+    assert len(pack(bundle.train.x)) < bundle.train.x[:].numel()  # names, not pixels
+    args = dict(method="finetune", kind=kind, n_models=N, config=FT, spec=spec, options=options)
+    local = run_audit(out_dir=tmp_path / "local", **args)
+    ray_ = run_audit(out_dir=tmp_path / "ray", backend="ray", **args)
+    assert ray_["trained"] == local["trained"]
+    for part in ("metrics", "retrain", "record", "retrain_record"):
+        assert _differences(local[part], ray_[part]) == [], part
 
 
 @needs_ray

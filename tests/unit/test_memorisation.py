@@ -7,12 +7,16 @@ import pytest
 import torch
 
 import unlearnkit as uk
+from unlearnkit import memorisation
+from unlearnkit.audit import ensemble
 from unlearnkit.bench import scenarios
 from unlearnkit.bench.scenarios import hardness_scores, scenario_task
 from unlearnkit.bench.spec import spec_from_dict
 from unlearnkit.bench.tune import validation_task
 from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.memorisation import half_splits, memorisation_from, memorisation_scores
+
+from .._image_folders import count_reads, in_memory, make_folder
 
 
 def test_half_splits_are_complementary_pairs():
@@ -137,3 +141,50 @@ def test_validation_hard_set_is_the_next_most_memorised():
     assert not set(val.forget_idx) & set(bench.forget_idx)
     rest = np.setdiff1d(np.arange(len(h)), bench.forget_idx)
     assert min(h[val.forget_idx]) >= np.sort(h[rest])[-8]
+
+
+def test_scores_of_images_read_from_disk_equal_in_memory_and_decode_each_once(
+    tmp_path, monkeypatch
+):
+    """From disk: the halves stay lists of files, each model trains batch by batch, and the
+    scoring pass decodes every training image once for all the models. The scores equal those
+    of the same images in memory (trained stacked there; on the tests' one thread the stacked
+    mlp trainer equals train() bit for bit, see unlearnkit.audit.ensemble)."""
+    root = make_folder(tmp_path / "imgs", n_train=20, n_test=2)
+    bundle = uk.datasets.load("image_folder", root=root, val_fraction=0.0, eval_batch_size=8)
+    factory = uk.models.ModelFactory.for_bundle("mlp", bundle, hidden=(32,))
+    recipe = uk.TrainRecipe(epochs=5, batch_size=8, lr=0.1)
+    train_files = {str(root / f) for f in bundle.train.x.files}
+    reads = count_reads(monkeypatch)
+    seen: dict = {}
+    real_correct = memorisation._correct
+
+    def scoring(models, x, y, dev):
+        seen.update(training_rows=list(reads.rows), trained=len(models))
+        reads.clear()
+        out = real_correct(models, x, y, dev)
+        seen.update(files=dict(reads.files), rows=list(reads.rows))
+        return out
+
+    monkeypatch.setattr(memorisation, "_correct", scoring)
+    stacked = []
+    real_ensemble = ensemble.train_ensemble
+
+    def spy(factory, datasets, *a, **kw):
+        stacked.append(len(datasets))
+        return real_ensemble(factory, datasets, *a, **kw)
+
+    monkeypatch.setattr(ensemble, "train_ensemble", spy)
+    on_disk = memorisation_scores(bundle, factory, recipe, models=4, workers=1)
+    assert not stacked  # from disk: one model at a time
+    # training read batches of 8 (and two rows to check the model), never a half (30 rows)
+    assert seen["training_rows"] and max(seen["training_rows"]) <= 8
+    # one pass: each of the 60 images decoded once for the 4 models, in batches of 8
+    assert seen["trained"] == 4
+    assert set(seen["files"]) == train_files and set(seen["files"].values()) == {1}
+    assert max(seen["rows"]) == 8 and sum(seen["rows"]) == 60
+
+    in_mem = memorisation_scores(in_memory(bundle), factory, recipe, models=4, workers=1)
+    assert stacked == [4]  # in memory: the four models stacked
+    assert np.array_equal(on_disk, in_mem)
+    assert on_disk.shape == (60,) and np.ptp(on_disk) > 0  # not a constant: some memorised

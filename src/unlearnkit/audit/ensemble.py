@@ -89,7 +89,7 @@ from ..optim import build_optimizer, build_scheduler
 from ..training import TrainingDiverged, TrainRecipe, _as_tensors
 from .stacked_grads import _autograd_grads, _linear_chain, _StackedChain, _vmap_forward
 
-__all__ = ["check_ensemble_compatible", "train_ensemble", "usable_cpus"]
+__all__ = ["check_ensemble_compatible", "check_in_memory", "train_ensemble", "usable_cpus"]
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,18 @@ def _train_in_threads(
                 pass
     finally:
         torch.set_num_threads(before)
+
+
+def check_in_memory(x: Any) -> None:
+    """Raise :class:`ConfigError` when ``x`` is read from disk: the stacked trainer gathers
+    every member's rows from in-memory tensors (such data train one model at a time)."""
+    from ..datasets._lazy import is_lazy
+
+    if is_lazy(x):
+        raise ConfigError(
+            "the data are read from disk batch by batch (image_folder), and train_ensemble "
+            "gathers every member's rows from in-memory tensors"
+        )
 
 
 def check_ensemble_compatible(

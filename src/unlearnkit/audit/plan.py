@@ -31,6 +31,7 @@ from ..bench.spec import BenchSpec, ScenarioSpec
 from ..data import DataView
 from ..datasets import DatasetBundle, Split
 from ..datasets._bundle import stratified_split, tensor_digest
+from ..datasets._lazy import concat_rows
 from ..errors import ConfigError, DataError
 
 #: Bumped when an audit's definition changes, so stale rows are recomputed instead of reused.
@@ -178,13 +179,9 @@ def _plan(bundle: DatasetBundle, seed_attack: int, population: int) -> _Plan:
             "use a dataset with more test (or validation) samples"
         )
     z = bundle.test.subset(z_idx)
-    if bundle.train.lazy:
-        raise ConfigError(
-            "audits train their model banks many at once from in-memory tensors; this dataset "
-            "is read from disk (image_folder): load a smaller in-memory copy (e.g. with "
-            "uk.datasets.from_arrays) to audit it"
-        )
-    x = torch.cat([bundle.train.x, h.x])
+    # Disk-backed inputs (image_folder) stay on disk: the pool is a list of files, read batch
+    # by batch when its models are trained and scored.
+    x = concat_rows([bundle.train.x, h.x])
     y = torch.cat([bundle.train.y, h.y])
     pool = DataView("pool", x, y, augment=bundle.augment, normalization=bundle.normalization)
     return _Plan(

@@ -1,8 +1,11 @@
-"""Row metrics and records of ROC reports, shared by the U-LiRA and RMIA audits."""
+"""Row metrics and records of ROC reports, shared by the U-LiRA and RMIA audits, and the
+JSON-able form of every audit record."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 
 def _ci_metrics(prefix: str, ci: tuple[float, float]) -> dict[str, float]:
@@ -39,3 +42,20 @@ def _roc_record(report: dict[str, Any]) -> dict[str, Any]:
     if "curve" in report:
         out["curve"] = report["curve"]
     return out
+
+
+def _jsonable(obj: Any) -> Any:
+    """Numpy arrays and scalars to lists and Python numbers (the store writes JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..bench.runner import seeds_for
+from ..datasets._lazy import take_rows
 from ..errors import DataError
 from ..metrics.functional.rmia import rmia_scores, rmia_vs_retrain, tune_offline_a
 from ..metrics.functional.roc import low_fpr_report
@@ -82,7 +83,7 @@ def compute(
     x_idx = np.concatenate([pos, neg])
     is_forget = np.zeros(x_idx.size, dtype=bool)
     is_forget[: pos.size] = True
-    xs, ys = px[torch.as_tensor(x_idx)], py[torch.as_tensor(x_idx)]
+    xs, ys = take_rows(px, torch.as_tensor(x_idx)), py[torch.as_tensor(x_idx)]  # no read
     ref_x, out_x = ref_p[:, x_idx], ~keep[:, x_idx]
     theta_r = audit.retrains("retrain", [seeds_for(audit.rep)["seed_retrain"]])[0]
     r_x, r_z = audit.logits(theta_r, xs, ys).conf, audit.logits(theta_r, z.x, z.y).conf

@@ -2,9 +2,9 @@
 
 :class:`_Audit` resolves the method, config, scenario, dataset and model factory, takes the run
 folder's lock and store, and gives the audit kinds their models: the original, Retrains,
-shadow/reference models (all cached in the oracle bank, missing ones trained many at once) and
-unlearning runs, with counters and timers. It also builds the store rows of the method and of
-its Retrain control.
+shadow/reference models (all cached in the oracle bank, missing ones trained many at once, or
+one at a time when the data are read from disk) and unlearning runs, with counters and timers.
+It also builds the store rows of the method and of its Retrain control.
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ from ..models.user import CheckpointFactory
 from ..tasks import ForgetTask
 from ..training import train
 from .bank import OracleBank, bank_key
-from .ensemble import check_ensemble_compatible, train_ensemble, usable_cpus
+from .ensemble import (
+    check_ensemble_compatible,
+    check_in_memory,
+    train_ensemble,
+    usable_cpus,
+)
 from .plan import (
     _SHADOW_SEED,
     ALPHAS,
@@ -50,6 +55,7 @@ from .plan import (
     _Plan,
     _plan,
 )
+from .readouts import _jsonable
 
 # Progress and notes are logged under the runner's name, the audit's entry point.
 log = logging.getLogger("unlearnkit.audit.runner")
@@ -59,23 +65,6 @@ Part = tuple[dict[str, Any], dict[str, Any]]
 
 _ENSEMBLE_FLOATS = 20_000_000  # bound on members x parameters trained in one ensemble chunk
 _BANK_GROUP = 64  # models trained (then banked) per group
-
-
-def _jsonable(obj: Any) -> Any:
-    """Numpy arrays and scalars to lists and Python numbers (the store writes JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj
 
 
 @dataclasses.dataclass
@@ -302,6 +291,8 @@ class _Audit:
             return []
         with self._timed("training"):
             try:
+                for d in datasets:
+                    check_in_memory(d.x)
                 check_ensemble_compatible([self.factory(seeds[0])], datasets[0].x[:2], seeds[0])
                 # the stacked trainer runs in fp32 only: mixed precision trains one at a time
                 stacked = self.spec.recipe.precision == "fp32"

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..datasets import DatasetBundle, Split
+from ..datasets._lazy import take_rows
 from ..metrics.functional.lira import Role
 from ..metrics.functional.phi import logit_scaled_confidence
 from ..metrics.functional.ulira import ulira_score
@@ -51,7 +52,7 @@ def _split_bundle(audit: _Audit, k: int, members: np.ndarray) -> DatasetBundle:
     return dataclasses.replace(
         audit.bundle,
         name=f"{audit.bundle.name}/pool-split{k}",
-        train=Split(plan.pool.x[idx], plan.pool.y[idx]),
+        train=Split(take_rows(plan.pool.x, idx), plan.pool.y[idx]),  # disk-backed: no read
         val=plan.z,
         split_info={"audit_split": k, "pool": plan.pool_digest},
     )
