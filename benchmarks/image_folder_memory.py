@@ -9,8 +9,10 @@ samples the process's resident set size (RSS) every 2 ms. Reported per run: the 
 peak RSS during it, and the growth (peak minus before).
 
 Modes: ``disk`` is the ``image_folder`` bundle as loaded (images decoded batch by batch);
-``memory`` decodes every split into tensors first (what an in-memory loader holds), for
-comparison. On ``disk`` the peak should stay flat as N grows; in ``memory`` it grows with the
+``disk-untrimmed`` the same with ``UNLEARNKIT_MALLOC_TRIM=0`` (the heap's freed pages are not
+handed back between evaluation batches); ``memory`` decodes every split into tensors first
+(what an in-memory loader holds), for comparison. ``--repeats R`` runs each mode R times,
+interleaved. On ``disk`` the peak should stay flat as N grows; in ``memory`` it grows with the
 data (N * 3 * 32 * 32 * 4 bytes of training inputs alone).
 
 The growth also holds the model's activations for one evaluation batch (up to 1024 rows):
@@ -18,7 +20,8 @@ with ``cnn_small`` that is several hundred MB and the same at every size; ``--mo
 leaves little besides the data's share.
 
     python benchmarks/image_folder_memory.py [--sizes 1000 4000 16000] [--model NAME]
-                                             [--modes disk memory] [--out DIR]
+                                             [--modes disk disk-untrimmed memory]
+                                             [--repeats R] [--out DIR]
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def child(root: str, warm: str, mode: str, arch: str) -> None:
 
     def bundle_of(path: str):
         b = uk.datasets.load("image_folder", root=path, val_fraction=0.1)
-        if mode == "memory":
+        if mode == "memory":  # (disk-untrimmed: disk, the env switch set by main)
             for name in ("train", "val", "test"):
                 s = getattr(b, name)
                 setattr(b, name, Split(s.x[:], s.y))
@@ -128,7 +131,13 @@ def child(root: str, warm: str, mode: str, arch: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
-    ap.add_argument("--modes", nargs="+", default=["disk", "memory"], choices=["disk", "memory"])
+    ap.add_argument(
+        "--modes",
+        nargs="+",
+        default=["disk", "memory"],
+        choices=["disk", "disk-untrimmed", "memory"],
+    )
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved runs per size and mode")
     ap.add_argument("--model", default="cnn_small", help="architecture (uk.models.build)")
     ap.add_argument("--out", type=Path, default=None, help="where the folders are kept")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -143,16 +152,21 @@ def main() -> None:
         t0 = time.perf_counter()
         root = make_folder(out / f"n{n}", n)
         print(f"folder of {n} training images ready ({time.perf_counter() - t0:.1f} s)")
-        for mode in args.modes:
-            cmd = [sys.executable, __file__, "--child", str(root), str(warm), mode, args.model]
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-            r = rows[-1]
-            print(
-                f"  {mode:6s} RSS before {r['rss_before_mb']:7.1f} MB  peak {r['peak_mb']:7.1f} MB"
-                f"  growth {r['growth_mb']:6.1f} MB  ({r['seconds']:.1f} s)"
-            )
-    if any(not r["task_views_on_disk"] for r in rows if r["mode"] == "disk"):
+        for rep in range(args.repeats):
+            for mode in args.modes if rep % 2 == 0 else args.modes[::-1]:
+                cmd = [sys.executable, __file__, "--child", str(root), str(warm), mode, args.model]
+                env = dict(os.environ)
+                if mode == "disk-untrimmed":  # the heap's freed pages are not handed back
+                    env["UNLEARNKIT_MALLOC_TRIM"] = "0"
+                res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+                rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                r = rows[-1]
+                print(
+                    f"  {mode:14s} RSS before {r['rss_before_mb']:7.1f} MB"
+                    f"  peak {r['peak_mb']:7.1f} MB  growth {r['growth_mb']:6.1f} MB"
+                    f"  ({r['seconds']:.1f} s)"
+                )
+    if any(not r["task_views_on_disk"] for r in rows if r["mode"].startswith("disk")):
         print(
             "note: the task's forget/retain views held decoded tensors (ForgetTask built them by "
             "indexing the inputs instead of Split.subset), so 'disk' is not flat here"

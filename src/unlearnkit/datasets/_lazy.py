@@ -10,8 +10,11 @@ alike, so code that builds views works on either.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -281,6 +284,35 @@ class LazyImages:
             for name, size, mtime in zip(self.files, self.sizes, self.mtimes):
                 h.update(f"{name}\0{size}\0{mtime}\n".encode())
         return h.digest()
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or ``None`` (another C library or system)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the pages the heap holds free back to the system (glibc's ``malloc_trim(0)``; a
+    no-op elsewhere).
+
+    A pass over disk-backed inputs allocates and frees batch-sized buffers (decoded images,
+    activations) over and over. glibc raises its mmap threshold after the first large block is
+    freed, so later ones come from the heap, whose freed pages stay resident and fragment as
+    the batches go by: the process's memory creeps up with the number of batches. Called
+    between the batches of an evaluation pass (each decodes up to ``eval_batch_size`` images,
+    so the call is cheap next to a batch), it keeps the peak flat as the dataset grows
+    (``benchmarks/image_folder_memory.py``). ``UNLEARNKIT_MALLOC_TRIM=0`` in the environment
+    switches it off.
+    """
+    trim = _malloc_trim()
+    if trim is not None and os.environ.get("UNLEARNKIT_MALLOC_TRIM", "1") != "0":
+        trim(0)
 
 
 def is_lazy(x: Any) -> bool:

@@ -28,6 +28,7 @@ from torch import nn
 from ..training import MixedPrecision
 from ._guard import OUTPUT_LIMIT, _load_state, outputs_finite, probe_inputs
 from ._space import Dist, choice, int_range, loguniform, uniform
+from ._swap_update import update_into_grads, update_into_grads_applies
 from .config import RECORD_IF_SET, BaseConfig
 from .config import build_dataclass as build_dataclass
 
@@ -127,8 +128,12 @@ class RunContext:
     probe check of the result), and a state is only restored after it also gives finite
     outputs on :attr:`probe` (a fixed batch of training inputs, checked in eval mode and in
     float32); otherwise the input model's state is restored. Each step costs the guard one
-    finiteness check of the loss and one fused copy of the weights (every
-    :attr:`snapshot_every` steps).
+    finiteness check of the loss, and keeping the weights an update starts from (every
+    :attr:`snapshot_every` steps): with SGD, Adam or AdamW on CPU the update writes the new
+    weights into the gradients' memory and the old ones are kept as they are, bit for bit the
+    optimizer's step with no copy (the parameters' ``.grad`` are then ``None`` after
+    :meth:`step`); otherwise one fused copy of the weights (see :mod:`._swap_update` for when
+    which applies).
 
     :attr:`precision` (``fp32``, ``bf16`` or ``fp16``) is the run's: the front door runs the
     whole method under :meth:`autocast`, and with ``fp16`` :meth:`step` scales the loss before
@@ -264,6 +269,28 @@ class RunContext:
                 torch._foreach_copy_(self._good, self._src)
         self._good_step = self.steps
 
+    def _update_keeping_good(self, optimizer: torch.optim.Optimizer) -> None:
+        """``optimizer.step()``, keeping the weights it starts from as the good state: for
+        SGD, Adam and AdamW on CPU without a copy (the update writes the new weights into the
+        gradients' memory, see :mod:`._swap_update`), otherwise with :meth:`_keep_good`'s
+        copy."""
+        if self._names is None or not update_into_grads_applies(optimizer):
+            self._keep_good()
+            optimizer.step()
+            return
+        old = update_into_grads(optimizer)
+        rest = []
+        for i, src in enumerate(self._src):
+            before = old.get(src)
+            if before is not None:
+                self._good[i] = before
+            else:  # buffers, and parameters this update left alone: unchanged by it
+                rest.append(i)
+        if rest:
+            with torch.no_grad():
+                torch._foreach_copy_([self._good[i] for i in rest], [self._src[i] for i in rest])
+        self._good_step = self.steps
+
     def _bound(self) -> bool:
         """Whether the model's state is still held by the tensors read at the last
         :meth:`_bind`, with the same shapes (a parameter or buffer replaced without a
@@ -363,14 +390,14 @@ class RunContext:
             self.diverge(f"non-finite loss at step {self.steps + 1}")
             return False
         every = self.snapshot_every
-        if (
+        # the weights of the last update, confirmed by this loss, are kept as the good state
+        keep = (
             guard
             and every
             and self.steps
             and self.steps % every == 0
             and self._good_step != self.steps
-        ):
-            self._keep_good()  # the weights of the last update, confirmed by this loss
+        )
         scaler = self.amp.scaler
         if zero_grad:
             optimizer.zero_grad(set_to_none=True)
@@ -386,9 +413,15 @@ class RunContext:
             torch.nn.utils.clip_grad_norm_(ps, self.max_grad_norm)
         if before_step is not None:
             before_step()
-        if scaler is None:
+        if scaler is None and keep and zero_grad and after_step is None:
+            self._update_keeping_good(optimizer)
+        elif scaler is None:
+            if keep:
+                self._keep_good()
             optimizer.step()
         else:
+            if keep:
+                self._keep_good()
             scale = scaler.get_scale()
             scaler.step(optimizer)  # skipped when the gradients hold inf or NaN
             scaler.update()

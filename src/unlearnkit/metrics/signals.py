@@ -155,19 +155,21 @@ def compute_signals(
 
     Disk-backed inputs (the ``image_folder`` dataset) are streamed: each batch is decoded when
     it is needed, at most ``x.eval_batch_size`` rows at a time, so only the logits of the whole
-    split are held.
+    split are held; the heap's freed pages are handed back between batches (see
+    :func:`~unlearnkit.datasets._lazy.release_freed_memory`).
     """
     import torch
 
     from ..data import BatchLoader
-    from ..datasets._lazy import is_lazy
+    from ..datasets._lazy import is_lazy, release_freed_memory
 
     if device is None:
         try:
             device = next(model.parameters()).device
         except StopIteration:
             device = torch.device("cpu")
-    if is_lazy(x):
+    lazy = is_lazy(x)
+    if lazy:
         batch_size = min(batch_size, x.eval_batch_size)
     was_training = model.training
     model.eval()
@@ -176,6 +178,9 @@ def compute_signals(
         with torch.no_grad():
             for xb, _ in BatchLoader(x, None, batch_size, device=device):
                 outs.append(model(xb).detach().to("cpu"))
+                del xb
+                if lazy:  # the batch's buffers are free: keep them from piling up
+                    release_freed_memory()
         logits = torch.cat(outs).numpy() if outs else np.zeros((0, 0), dtype=np.float32)
     finally:
         model.train(was_training)
