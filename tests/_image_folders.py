@@ -1,7 +1,7 @@
 """Small generated image folders (the ``image_folder`` dataset, read from disk) for tests, a
 counter of the images decoded, and the in-memory copy of a disk-backed bundle.
 
-The counter follows ``tests/unit/datasets/test_image_folder.py``: it is patched over
+The decode counter (shared with ``tests/unit/datasets/test_image_folder.py``) is patched over
 ``_lazy.read_image`` (decodes per file) and ``LazyImages._decode`` (rows per decode call).
 """
 

@@ -7,9 +7,7 @@ patched over ``_lazy.read_image`` counts how often each file is decoded, and a w
 
 from __future__ import annotations
 
-import collections
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +17,13 @@ from PIL import Image
 
 import unlearnkit as uk
 from unlearnkit.data import BatchLoader, DataView, concat_rows, take_rows
-from unlearnkit.datasets import Split, _lazy
+from unlearnkit.datasets import Split
 from unlearnkit.datasets._lazy import LazyImages
 from unlearnkit.datasets.image_folder import CropFlip
 from unlearnkit.errors import DataError
 from unlearnkit.metrics.signals import compute_signals
+
+from ..._image_folders import Reads, count_reads
 
 CLASSES = ("cat", "dog", "owl")
 
@@ -54,36 +54,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _make_folder(tmp_path_factory.mktemp("imgs"), n_train=25, n_test=6)
 
 
-@dataclass
-class Reads:
-    files: collections.Counter = field(default_factory=collections.Counter)  # decodes per file
-    rows: list[int] = field(default_factory=list)  # rows of each decode call
-
-    @property
-    def max_rows(self) -> int:
-        return max(self.rows, default=0)
-
-    def clear(self) -> None:
-        self.files.clear()
-        self.rows.clear()
-
-
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
-    seen = Reads()
-    read, decode = _lazy.read_image, LazyImages._decode
-
-    def counting_read(path, mode, size):
-        seen.files[path] += 1
-        return read(path, mode, size)
-
-    def recording_decode(self, pos):
-        seen.rows.append(len(pos))
-        return decode(self, pos)
-
-    monkeypatch.setattr(_lazy, "read_image", counting_read)
-    monkeypatch.setattr(LazyImages, "_decode", recording_decode)
-    return seen
+    return count_reads(monkeypatch)
 
 
 # --- loading ----------------------------------------------------------------------------------
